@@ -1,0 +1,1 @@
+"""RabbitMQ: topology, confirmed publishing, settlement policy and the consumer."""

@@ -1,0 +1,159 @@
+"""The one place that turns an outcome into ack, retry (delay queue) or dead-letter.
+
+A delivery is acknowledged only after what it caused is durable: the commit for an
+applied event, the confirmed publish for a retry or a dead-letter copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from worker.broker.publisher import ConfirmedPublisher, PublishFailed
+from worker.contract.names import (
+    DEAD_LETTER_QUEUE,
+    HEADER_ATTEMPTS,
+    HEADER_DEATH,
+    HEADER_DELIVERY_COUNT,
+    HEADER_DETAIL,
+    HEADER_REASON,
+    delay_queue_name,
+)
+from worker.contract.reasons import Reason
+from worker.errors import RetryLater
+
+log = structlog.get_logger(__name__)
+
+HEADER_RETRY_REASON = "x-retry-reason"
+HEADER_RETRY_STEP = "x-retry-step"
+# Headers describing the broker's or our own history of a copy; never carried over.
+BROKER_HISTORY_HEADERS = (HEADER_DEATH, HEADER_DELIVERY_COUNT, "x-first-death-exchange",
+                          "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange",
+                          "x-last-death-queue", "x-last-death-reason")
+REQUEUE_PAUSE_S = 1.0
+
+
+def prior_attempts(message: AbstractIncomingMessage) -> int:
+    """Tries made before this delivery: earlier retry cycles plus broker redeliveries."""
+    headers = message.headers or {}
+    earlier_cycles = _as_int(headers.get(HEADER_ATTEMPTS))
+    redeliveries = _as_int(headers.get(HEADER_DELIVERY_COUNT))
+    if redeliveries == 0 and message.redelivered:
+        redeliveries = 1
+    return earlier_cycles + redeliveries
+
+
+@dataclass(frozen=True)
+class RetrySchedules:
+    """Delay steps in seconds, per reason."""
+
+    transient: list[int]
+    unknown_user: list[int]
+
+    def for_reason(self, reason: Reason) -> list[int]:
+        return self.unknown_user if reason is Reason.UNKNOWN_USER else self.transient
+
+    def all_delays(self) -> list[int]:
+        return sorted(set(self.transient) | set(self.unknown_user))
+
+
+class Settler:
+    """Settles deliveries of one consuming channel."""
+
+    def __init__(self, publisher: ConfirmedPublisher, schedules: RetrySchedules) -> None:
+        self.publisher = publisher
+        self.schedules = schedules
+
+    async def ack(self, message: AbstractIncomingMessage) -> bool:
+        """Acknowledge; False when the delivery's channel is gone (the broker will redeliver)."""
+        try:
+            await message.ack()
+        except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked
+            # NOTE: a delivery tag belongs to its channel; it is never re-sent on a new one.
+            log.warning("ack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+            return False
+        return True
+
+    async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str, attempts: int) -> str:
+        """Publish the original body to the dead-letter queue with the reason, then ack."""
+        headers = _carried_headers(message.headers)
+        headers.update({HEADER_REASON: str(reason), HEADER_DETAIL: detail[:500], HEADER_ATTEMPTS: attempts})
+        return await self._republish_then_ack(message, headers, DEAD_LETTER_QUEUE, "dead_lettered")
+
+    async def retry(self, message: AbstractIncomingMessage, error: RetryLater, attempts: int) -> str:
+        """Send the event round a delay queue, or dead-letter it once its schedule is spent."""
+        headers_in = message.headers or {}
+        schedule = self.schedules.for_reason(error.reason)
+        same_reason = str(headers_in.get(HEADER_RETRY_REASON, "")) == str(error.reason)
+        step = _as_int(headers_in.get(HEADER_RETRY_STEP)) + 1 if same_reason else 0
+        if step >= len(schedule):
+            return await self.dead_letter(message, error.reason, error.detail, attempts)
+        headers = _carried_headers(headers_in)
+        headers.update({HEADER_ATTEMPTS: attempts, HEADER_RETRY_REASON: str(error.reason), HEADER_RETRY_STEP: step})
+        return await self._republish_then_ack(message, headers, delay_queue_name(schedule[step]), "retried")
+
+    async def _republish_then_ack(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], queue: str, outcome: str
+    ) -> str:
+        copy = copy_message(message, headers)
+        try:
+            await self.publisher.publish(copy, routing_key=queue)
+        except PublishFailed as exc:
+            log.error("republish_failed", queue=queue, error=str(exc))
+            await self.requeue(message)
+            return "requeued"
+        await self.ack(message)
+        return outcome
+
+    async def requeue(self, message: AbstractIncomingMessage) -> None:
+        """Hand the delivery back to the broker (after a pause, so a broken path cannot spin)."""
+        await asyncio.sleep(REQUEUE_PAUSE_S)
+        try:
+            await message.nack(requeue=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("nack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+
+
+def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The original body byte for byte and its properties, with the given headers.
+
+    `user_id` is left out (the broker refuses one that is not the publishing user) and so
+    is `expiration` (a dead-lettered event must not expire from the dead-letter queue).
+    """
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=message.delivery_mode or aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
+
+
+def _carried_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (headers or {}).items() if k not in BROKER_HISTORY_HEADERS}
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, bytes | str):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0

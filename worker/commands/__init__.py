@@ -1,0 +1,1 @@
+"""Implementations of the `worker` subcommands (the parser lives in `worker.cli`)."""

@@ -1,0 +1,43 @@
+"""`worker migrate`: Alembic upgrade to head, then the inbox partitions for the coming days."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from worker.db.engine import create_engine
+from worker.runtime.app import ensure_inbox_partitions
+from worker.settings import Settings
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic config of this checkout (alembic.ini beside the package, or in the working directory)."""
+    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+        ini = base / "alembic.ini"
+        if ini.is_file():
+            config = Config(str(ini))
+            config.attributes["database_url"] = database_url
+            config.attributes["configure_logging"] = False
+            return config
+    raise FileNotFoundError("alembic.ini not found beside the worker package or in the working directory")
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    command.upgrade(alembic_config(settings.database_url), revision)
+
+
+def run(settings: Settings) -> int:
+    upgrade(settings)
+    asyncio.run(_maintain(settings))
+    return 0
+
+
+async def _maintain(settings: Settings) -> None:
+    engine = create_engine(settings, pool_size=1)
+    try:
+        await ensure_inbox_partitions(engine, settings, drop_expired=True)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""The wire contract with the gateway: names, reasons, event schemas and decoding."""

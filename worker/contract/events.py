@@ -1,0 +1,113 @@
+"""Pydantic models of the CloudEvents envelope and the two event payloads.
+
+Strict where money is involved: integers must be JSON integers within bounds (`"5"`,
+`5.0` and `true` are refused), UUIDs and RFC 3339 timestamps must be strings that parse,
+and unknown extra fields are ignored (tolerant reader).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+
+MAX_TOKENS = 2**31 - 1
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _require_str(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a JSON string")
+    return value
+
+
+def _require_rfc3339(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 timestamp with a UTC offset")
+    return value
+
+
+def _require_json_media_type(value: str) -> str:
+    if value.split(";", 1)[0].strip().lower() != "application/json":
+        raise ValueError("must be application/json when present")
+    return value
+
+
+TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
+UUIDString = Annotated[UUID, BeforeValidator(_require_str)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+ModelName = Annotated[StrictStr, Field(max_length=100)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Envelope(_Strict):
+    """CloudEvents 1.0 structured-mode envelope; `data` is validated per type afterwards."""
+
+    specversion: Literal["1.0"]
+    id: Name
+    source: Name
+    type: StrictStr
+    time: Timestamp | None = None
+    datacontenttype: Annotated[StrictStr, AfterValidator(_require_json_media_type)] | None = None
+    data: dict[str, Any]
+
+
+class MessageCreatedData(_Strict):
+    """`message.created`: a chat message with its token counts."""
+
+    message_id: UUIDString
+    conversation_id: UUIDString
+    user_id: UUIDString
+    role: Literal["system", "user", "assistant", "tool"]
+    content: StrictStr
+    model: ModelName | None = None
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
+    metadata: dict[str, Any] | None = None
+    created_at: Timestamp | None = None
+    conversation_title: Annotated[StrictStr, Field(max_length=255)] | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageRecordedData(_Strict):
+    """`usage.recorded`: tokens consumed outside (or besides) a stored message."""
+
+    user_id: UUIDString
+    model: ModelName
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
+    conversation_id: UUIDString | None = None
+    message_id: UUIDString | None = None
+    api_key_id: UUIDString | None = None
+    request_id: Annotated[StrictStr, Field(max_length=255)] | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+EventData = MessageCreatedData | UsageRecordedData
+
+
+class Event(BaseModel):
+    """A decoded, validated event: what a handler receives."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    id: str
+    source: str
+    type: str
+    time: datetime
+    """The envelope `time`, or the receive time when the gateway sent none."""
+    data: EventData

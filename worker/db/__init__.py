@@ -1,0 +1,1 @@
+"""PostgreSQL: models, engine, repositories and the Unit of Work."""

@@ -1,0 +1,78 @@
+"""Daily partitions of the inbox (`processed_events`): created ahead, dropped whole when expired."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+PARENT = "processed_events"
+DEFAULT_PARTITION = f"{PARENT}_default"
+_DAILY = re.compile(rf"^{PARENT}_p(\d{{8}})$")
+# Arbitrary constant so concurrent pods do not run the same DDL at once.
+_MAINTENANCE_LOCK_KEY = 0x1B0C5
+
+
+def partition_name(day: date) -> str:
+    """`processed_events_pYYYYMMDD`."""
+    return f"{PARENT}_p{day:%Y%m%d}"
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run changed."""
+
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+async def maintain_partitions(
+    conn: AsyncConnection, *, today: date, days_ahead: int, retention_days: int | None
+) -> MaintenanceReport:
+    """Create partitions for today … today+days_ahead; drop those wholly older than the retention.
+
+    `retention_days=None` only creates. Runs in the caller's transaction.
+    """
+    report = MaintenanceReport()
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MAINTENANCE_LOCK_KEY})
+    existing = await _existing_daily_partitions(conn)
+    for offset in range(days_ahead + 1):
+        day = today + timedelta(days=offset)
+        if day not in existing:
+            name = partition_name(day)
+            await conn.execute(
+                text(
+                    f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF {PARENT} '
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+                )
+            )
+            report.created.append(name)
+    if retention_days is not None:
+        oldest_kept = today - timedelta(days=retention_days)
+        for day in sorted(existing):
+            if day < oldest_kept:
+                name = partition_name(day)
+                await conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+                report.dropped.append(name)
+    return report
+
+
+async def _existing_daily_partitions(conn: AsyncConnection) -> set[date]:
+    rows = await conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent "
+            "AND p.relnamespace = to_regnamespace(current_schema())::oid"
+        ),
+        {"parent": PARENT},
+    )
+    days = set()
+    for (name,) in rows:
+        match = _DAILY.match(name)
+        if match:
+            raw = match.group(1)
+            days.add(date(int(raw[:4]), int(raw[4:6]), int(raw[6:])))
+    return days

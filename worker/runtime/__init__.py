@@ -1,0 +1,1 @@
+"""Process runtime: composition root, dependency gate, signals."""

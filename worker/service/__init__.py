@@ -1,0 +1,1 @@
+"""Service layer: one handler per event type, applied inside a Unit of Work."""

@@ -1,0 +1,87 @@
+"""All configuration, read once from `WORKER_*` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Worker settings. Nothing here opens a connection: it is only data."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/aiworker"
+    """SQLAlchemy URL of the PostgreSQL database (driver `postgresql+asyncpg`)."""
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """RabbitMQ URL; `?name=` is added so the connection shows in the management UI."""
+
+    db_pool_size: PositiveInt = 10
+    """Connections kept in the SQLAlchemy pool per process."""
+
+    db_max_overflow: int = Field(default=0, ge=0)
+    """Extra connections beyond the pool size under load (0: the pool is a hard cap)."""
+
+    db_statement_timeout_ms: PositiveInt = 15_000
+    """Server-side `statement_timeout` for the worker's sessions (PostgreSQL setting)."""
+
+    db_lock_timeout_ms: PositiveInt = 5_000
+    """Server-side `lock_timeout`: a blocked row lock becomes a retryable error."""
+
+    db_command_timeout_s: float = Field(default=30.0, gt=0)
+    """Client-side deadline for one database command (asyncpg `command_timeout`)."""
+
+    prefetch: PositiveInt = 64
+    """AMQP prefetch (basic.qos) of the consuming channel: deliveries in flight per process."""
+
+    heartbeat_s: int = Field(default=15, ge=1, le=60)
+    """AMQP heartbeat; a dead link is noticed within about two of these."""
+
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a publish may wait for the broker's confirm before it counts as failed."""
+
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    """Largest accepted message body, checked before parsing (contract default 4 MiB)."""
+
+    max_content_bytes: PositiveInt = 1024 * 1024
+    """Largest accepted `data.content` in UTF-8 bytes (contract default 1 MiB)."""
+
+    retry_in_place: int = Field(default=3, ge=0, le=10)
+    """In-place attempts for a transient database error before it goes to a delay queue."""
+
+    retry_backoff_ms: PositiveInt = 50
+    """Base of the jittered backoff between in-place attempts."""
+
+    retry_delays_s: list[PositiveInt] = [1, 5, 30, 120]
+    """Delay-queue schedule for transient errors; after the last step: `retries_exhausted`."""
+
+    unknown_user_delays_s: list[PositiveInt] = [5, 30, 120, 600, 1800]
+    """Delay-queue schedule for `unknown_user`; after the last step: dead-letter."""
+
+    outage_probe_interval_s: float = Field(default=1.0, gt=0)
+    """How often an unreachable database is probed while the worker is paused."""
+
+    shutdown_timeout_s: float = Field(default=25.0, gt=0)
+    """Time to finish in-flight events after SIGTERM; the rest is left for redelivery."""
+
+    inbox_retention_days: int = Field(default=30, ge=2)
+    """Days a processed-event record is kept; duplicates are recognised for this long."""
+
+    inbox_days_ahead: int = Field(default=7, ge=1)
+    """Daily inbox partitions created ahead of time."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level written to the log."""
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """`json` for machines, `console` for people, `auto`: console on a terminal, else JSON."""
+
+    @field_validator("retry_delays_s", "unknown_user_delays_s")
+    @classmethod
+    def _non_empty_schedule(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("a retry schedule needs at least one delay")
+        return value
