@@ -73,21 +73,20 @@ def _parse_body(body: bytes, content_type: str | None, limits: Limits) -> dict[s
 
 
 def _parse_leniently(body: bytes) -> Any:
-    """Second opinion when orjson refuses: valid JSON it rejects (lone surrogate escapes,
-    nesting past its limit) is an invalid event, not invalid JSON."""
+    """Second opinion when orjson refuses: JSON it cannot represent (lone surrogate escapes,
+    integers past 64 bits, nesting past its limit) is still JSON, so it goes on to validation."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EventRejected(Reason.INVALID_JSON, f"body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise EventRejected(Reason.INVALID_EVENT, "body is nested too deeply") from None
     except ValueError as exc:
         position = getattr(exc, "pos", None)
         where = f" at character {position}" if position is not None else ""
         raise EventRejected(Reason.INVALID_JSON, f"body is not valid JSON{where}") from None
-    raise EventRejected(Reason.INVALID_EVENT, "body holds a lone surrogate or nesting deeper than allowed")
 
 
 def _refuse_constant(name: str) -> Any:

@@ -1,0 +1,88 @@
+"""Plain AMQP client helpers for tests: publish like the gateway does, read queues like an operator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from worker.contract.names import DEAD_LETTER_QUEUE, EXCHANGE
+
+from tests.support.events import body as encode
+
+
+class Gateway:
+    """A confirmed publisher to `llm.events`, as the gateway would be."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+
+    async def __aenter__(self) -> Gateway:
+        self.connection = await aio_pika.connect(self.amqp_url)
+        self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self.exchange = await self.channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        routing_key: str = "message.created",
+        content_type: str | None = "application/cloudevents+json",
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        message = aio_pika.Message(
+            body=body,
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=headers or {},
+            message_id=message_id,
+        )
+        await self.exchange.publish(message, routing_key, mandatory=True)
+
+    async def publish(self, event: dict[str, Any], **kwargs: Any) -> None:
+        await self.publish_raw(encode(event), routing_key=event["type"], **kwargs)
+
+    async def publish_many(self, events: Iterable[dict[str, Any]], window: int = 200) -> int:
+        """Publish with at most `window` confirms outstanding; returns how many were confirmed."""
+        pending: list[asyncio.Task[None]] = []
+        count = 0
+        for event in events:
+            pending.append(asyncio.ensure_future(self.publish(event)))
+            if len(pending) >= window:
+                await asyncio.gather(*pending)
+                count += len(pending)
+                pending = []
+        await asyncio.gather(*pending)
+        return count + len(pending)
+
+
+async def drain_queue(amqp_url: str, queue: str = DEAD_LETTER_QUEUE) -> list[AbstractIncomingMessage]:
+    """Take (and acknowledge) every message now in `queue`."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.get_queue(queue, ensure=True)
+        messages = []
+        while (message := await declared.get(fail=False, no_ack=True)) is not None:
+            messages.append(message)
+        return messages
+    finally:
+        await connection.close()
+
+
+async def queue_depth(amqp_url: str, queue: str) -> int:
+    """Ready messages in `queue` (passive declare)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()

@@ -1,0 +1,43 @@
+"""Settings and schema for workers under test."""
+
+from __future__ import annotations
+
+import asyncio
+
+from worker.commands import migrate
+from worker.db.engine import create_engine
+from worker.runtime.app import ensure_inbox_partitions
+from worker.settings import Settings
+
+from tests.support.services import create_database
+
+
+def make_settings(database_url: str, amqp_url: str, **overrides: object) -> Settings:
+    """Settings for a worker under test: short retry schedules, explicit URLs, no .env file."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "amqp_url": amqp_url,
+        "retry_delays_s": [1],
+        "unknown_user_delays_s": [1, 1],
+        "retry_in_place": 2,
+        "retry_backoff_ms": 10,
+        "db_pool_size": 5,
+        "prefetch": 16,
+        "shutdown_timeout_s": 10,
+        "outage_probe_interval_s": 0.2,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+async def migrated_database(name: str) -> str:
+    url = await create_database(name)
+    settings = Settings(_env_file=None, database_url=url)
+    await asyncio.to_thread(migrate.upgrade, settings)
+    engine = create_engine(settings, pool_size=1)
+    try:
+        await ensure_inbox_partitions(engine, settings, drop_expired=False)
+    finally:
+        await engine.dispose()
+    return url

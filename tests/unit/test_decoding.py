@@ -1,0 +1,221 @@
+"""Decoding and validation follow the contract's failure table, and never echo content."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from worker.contract.decoding import Limits, decode_event
+from worker.contract.events import MessageCreatedData, UsageRecordedData
+from worker.contract.reasons import Reason
+from worker.errors import EventRejected
+
+from tests.support.events import body, example, message_created, usage_recorded
+
+NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+LIMITS = Limits(max_body_bytes=64 * 1024, max_content_bytes=1024)
+SECRET = "top-secret-user-text"
+
+
+def decode(raw: bytes, content_type: str | None = "application/cloudevents+json"):
+    return decode_event(raw, content_type, NOW, LIMITS)
+
+
+def rejection(raw: bytes, content_type: str | None = "application/json") -> EventRejected:
+    with pytest.raises(EventRejected) as caught:
+        decode(raw, content_type)
+    return caught.value
+
+
+def with_data(**changes: object) -> bytes:
+    event = message_created(uuid.uuid4(), content=SECRET)
+    event["data"].update(changes)
+    return body(event)
+
+
+def test_contract_examples_decode_to_typed_events() -> None:
+    message = decode(body(example("message.created")))
+    usage = decode(body(example("usage.recorded")))
+    assert isinstance(message.data, MessageCreatedData)
+    assert message.data.total_tokens == 599
+    assert message.data.metadata == {"finish_reason": "stop", "latency_ms": 1834, "tool_calls": []}
+    assert isinstance(usage.data, UsageRecordedData)
+    assert usage.data.api_key_id == uuid.UUID("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f")
+
+
+def test_missing_time_defaults_to_the_receive_time() -> None:
+    event = message_created(uuid.uuid4())
+    del event["time"]
+    assert decode(body(event)).time == NOW
+
+
+def test_missing_or_json_content_type_is_accepted() -> None:
+    raw = body(usage_recorded(uuid.uuid4()))
+    assert decode(raw, None).type == "usage.recorded"
+    assert decode(raw, "application/json; charset=utf-8").type == "usage.recorded"
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    event = usage_recorded(uuid.uuid4(), future_field={"x": 1})
+    event["extension"] = "value"
+    assert decode(body(event)).data.prompt_tokens == 100
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{not json",
+        b"\xff\xfe{}",
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b"[1, 2, 3]",
+        b'"a string"',
+        b"42",
+        b"null",
+        b'{"specversion": "1.0", "id": "\xed\xa0\x80"}',
+    ],
+    ids=["empty", "syntax", "invalid-utf8", "nan", "infinity", "array", "string", "number", "null", "encoded-surrogate"],
+)
+def test_bodies_that_are_not_a_json_object_are_invalid_json(raw: bytes) -> None:
+    assert rejection(raw).reason is Reason.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"prompt_tokens": "5"},
+        {"prompt_tokens": True},
+        {"prompt_tokens": 5.0},
+        {"prompt_tokens": -1},
+        {"completion_tokens": 2**31},
+        {"completion_tokens": 10**40},
+        {"prompt_tokens": None},
+        {"user_id": "not-a-uuid"},
+        {"user_id": 12345},
+        {"role": "wizard"},
+        {"created_at": "2026-11-28T07:00:00"},
+        {"created_at": "1700000000"},
+        {"created_at": 1700000000},
+        {"model": "m" * 101},
+        {"conversation_title": "t" * 256},
+        {"content": None},
+        {"metadata": [1, 2]},
+    ],
+)
+def test_data_that_breaks_the_schema_is_an_invalid_event(changes: dict) -> None:
+    error = rejection(with_data(**changes))
+    assert error.reason is Reason.INVALID_EVENT
+    assert SECRET not in error.detail
+
+
+@pytest.mark.parametrize("field", ["message_id", "conversation_id", "user_id", "role", "content"])
+def test_a_missing_required_field_is_named_in_the_detail(field: str) -> None:
+    event = message_created(uuid.uuid4())
+    del event["data"][field]
+    error = rejection(body(event))
+    assert error.reason is Reason.INVALID_EVENT
+    assert f"data.{field}" in error.detail
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"specversion": "0.3"},
+        {"specversion": 1.0},
+        {"id": ""},
+        {"id": "x" * 256},
+        {"source": None},
+        {"time": "yesterday"},
+        {"data": "not an object"},
+        {"datacontenttype": "text/plain"},
+    ],
+)
+def test_envelope_that_breaks_the_schema_is_an_invalid_event(changes: dict) -> None:
+    event = message_created(uuid.uuid4())
+    event.update(changes)
+    assert rejection(body(event)).reason is Reason.INVALID_EVENT
+
+
+def test_an_unknown_type_is_refused_after_the_envelope_is_valid() -> None:
+    event = message_created(uuid.uuid4())
+    event["type"] = "message.deleted"
+    assert rejection(body(event)).reason is Reason.UNKNOWN_TYPE
+    del event["specversion"]
+    assert rejection(body(event)).reason is Reason.INVALID_EVENT
+
+
+def test_an_over_size_body_is_refused_before_parsing() -> None:
+    error = rejection(b"{" + b" " * LIMITS.max_body_bytes + b"}")
+    assert error.reason is Reason.INVALID_EVENT
+    assert "limit" in error.detail
+
+
+def test_over_size_content_is_an_invalid_event_without_echoing_it() -> None:
+    error = rejection(with_data(content=SECRET * 100))
+    assert error.reason is Reason.INVALID_EVENT
+    assert "content" in error.detail and SECRET not in error.detail
+
+
+def test_multibyte_content_is_measured_in_utf8_bytes() -> None:
+    assert decode(with_data(content="é" * 512)).data.content == "é" * 512
+    assert rejection(with_data(content="é" * 513)).reason is Reason.INVALID_EVENT
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"content": "a\x00b"},
+        {"metadata": {"note": "x\x00"}},
+        {"metadata": {"a\x00": 1}},
+        {"metadata": {"list": [["deep\x00"]]}},
+        {"model": "gpt\x00"},
+    ],
+)
+def test_nul_characters_anywhere_are_refused(changes: dict) -> None:
+    error = rejection(with_data(**changes))
+    assert error.reason is Reason.INVALID_EVENT
+    assert "NUL" in error.detail
+
+
+def test_lone_surrogates_are_an_invalid_event_not_invalid_json() -> None:
+    raw = with_data().replace(b'"role"', b'"note":"\\ud800","role"')
+    raw = raw.replace(b'"content":"' + SECRET.encode(), b'"content":"\\udc00' + SECRET.encode())
+    assert rejection(raw).reason is Reason.INVALID_EVENT
+
+
+def test_metadata_nesting_is_limited_to_64_levels() -> None:
+    def nested(levels: int) -> dict:
+        value: dict = {}
+        for _ in range(levels - 1):
+            value = {"k": value}
+        return value
+
+    assert decode(with_data(metadata=nested(64))).data.metadata is not None
+    assert rejection(with_data(metadata=nested(65))).reason is Reason.INVALID_EVENT
+
+
+def test_nesting_thousands_deep_is_an_invalid_event() -> None:
+    deep = b'{"k":' * 5000 + b"1" + b"}" * 5000
+    raw = with_data(metadata={}).replace(b'"metadata":{}', b'"metadata":' + deep)
+    assert rejection(raw).reason is Reason.INVALID_EVENT
+
+
+def test_validation_detail_never_quotes_the_offending_value() -> None:
+    error = rejection(with_data(role=SECRET, prompt_tokens=SECRET))
+    assert SECRET not in error.detail
+    assert "data.role" in error.detail and "data.prompt_tokens" in error.detail
+
+
+def test_timestamps_with_offsets_are_accepted() -> None:
+    raw = with_data(created_at="2026-11-28T07:00:00.123456+02:00")
+    assert decode(raw).data.created_at.utcoffset().total_seconds() == 7200
+
+
+def test_usage_requires_a_model() -> None:
+    event = usage_recorded(uuid.uuid4())
+    del event["data"]["model"]
+    assert rejection(orjson.dumps(event)).reason is Reason.INVALID_EVENT

@@ -1,0 +1,118 @@
+"""Handlers apply the contract's effects all-or-nothing (against in-memory fakes)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.contract.decoding import Limits, decode_event
+from worker.contract.events import Event
+from worker.contract.reasons import Reason
+from worker.errors import EventRejected, UnknownUser
+from worker.service.handlers import HANDLERS
+from worker.service.outcomes import Outcome
+
+from tests.support.events import body, message_created, usage_recorded
+from tests.unit.fakes import FakeStore, FakeUnitOfWork
+
+NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+
+
+def decoded(event: dict) -> Event:
+    return decode_event(body(event), None, NOW, Limits())
+
+
+async def apply(store: FakeStore, event: dict) -> tuple[Outcome, FakeUnitOfWork]:
+    uow = FakeUnitOfWork(store)
+    parsed = decoded(event)
+    return await HANDLERS[parsed.type](parsed, uow), uow
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def user(store: FakeStore) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    store.users[user_id] = 0
+    return user_id
+
+
+async def test_message_created_stores_the_message_and_counts_its_tokens(store, user) -> None:
+    event = message_created(user, prompt_tokens=7, completion_tokens=3, conversation_title="Hi")
+    outcome, uow = await apply(store, event)
+    assert outcome is Outcome.APPLIED and uow.committed
+    conversation = store.conversations[uuid.UUID(event["data"]["conversation_id"])]
+    assert store.users[user] == 10 and conversation["total_tokens"] == 10
+    assert conversation["title"] == "Hi" and conversation["model"] == "gpt-test"
+    assert uuid.UUID(event["data"]["message_id"]) in store.messages
+
+
+async def test_a_repeated_event_id_is_a_duplicate_with_no_effect(store, user) -> None:
+    event = message_created(user)
+    await apply(store, event)
+    repeat = message_created(user, event_id=event["id"], prompt_tokens=999)
+    outcome, uow = await apply(store, repeat)
+    assert outcome is Outcome.DUPLICATE and not uow.committed
+    assert store.users[user] == 15 and len(store.messages) == 1
+
+
+async def test_the_same_message_under_a_new_event_id_is_a_duplicate(store, user) -> None:
+    event = message_created(user)
+    await apply(store, event)
+    again = message_created(user, message_id=event["data"]["message_id"], conversation_id=event["data"]["conversation_id"])
+    outcome, _ = await apply(store, again)
+    assert outcome is Outcome.DUPLICATE and store.users[user] == 15
+
+
+async def test_an_unknown_user_changes_nothing(store) -> None:
+    with pytest.raises(UnknownUser):
+        await apply(store, message_created(uuid.uuid4()))
+    assert not store.inbox and not store.conversations and not store.messages
+
+
+async def test_another_users_conversation_is_refused_and_rolled_back(store, user) -> None:
+    intruder = uuid.uuid4()
+    store.users[intruder] = 0
+    first = message_created(user)
+    await apply(store, first)
+    for event in (
+        message_created(intruder, conversation_id=first["data"]["conversation_id"]),
+        usage_recorded(intruder, conversation_id=first["data"]["conversation_id"]),
+    ):
+        with pytest.raises(EventRejected) as caught:
+            await apply(store, event)
+        assert caught.value.reason is Reason.CONVERSATION_OWNER_MISMATCH
+    assert store.users[intruder] == 0 and len(store.inbox) == 1
+
+
+async def test_a_missing_title_is_filled_in_but_an_existing_one_is_kept(store, user) -> None:
+    conversation = str(uuid.uuid4())
+    await apply(store, message_created(user, conversation_id=conversation))
+    await apply(store, message_created(user, conversation_id=conversation, conversation_title="First"))
+    await apply(store, message_created(user, conversation_id=conversation, conversation_title="Second"))
+    assert store.conversations[uuid.UUID(conversation)]["title"] == "First"
+
+
+async def test_usage_recorded_counts_for_user_and_conversation_and_touches_the_key(store, user) -> None:
+    key = uuid.uuid4()
+    store.api_keys[key] = {"user_id": user, "last_used_at": None}
+    conversation = uuid.uuid4()
+    event = usage_recorded(user, prompt_tokens=40, completion_tokens=2, conversation_id=conversation, api_key_id=key)
+    outcome, _ = await apply(store, event)
+    assert outcome is Outcome.APPLIED
+    assert store.users[user] == 42 and store.conversations[conversation]["total_tokens"] == 42
+    assert store.conversations[conversation]["model"] == "embed-test"
+    assert store.api_keys[key]["last_used_at"] == datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+    assert store.usage_records[0]["api_key_id"] == key
+
+
+async def test_another_users_api_key_is_stored_but_not_touched(store, user) -> None:
+    key = uuid.uuid4()
+    store.api_keys[key] = {"user_id": uuid.uuid4(), "last_used_at": None}
+    await apply(store, usage_recorded(user, api_key_id=key))
+    assert store.api_keys[key]["last_used_at"] is None and store.users[user] == 100
