@@ -9,6 +9,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from worker.broker.topology import declare_topology
 from worker.contract.names import DEAD_LETTER_QUEUE, EXCHANGE
 
 from tests.support.events import body as encode
@@ -84,5 +85,14 @@ async def queue_depth(amqp_url: str, queue: str) -> int:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()
+
+
+async def declare_worker_topology(amqp_url: str, delays_s: list[int]) -> None:
+    """Declare what the worker declares at start-up, so events can be published before it runs."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        await declare_topology(await connection.channel(), delays_s)
     finally:
         await connection.close()

@@ -50,6 +50,8 @@ async def ensure_inbox_partitions(engine: AsyncEngine, settings: Settings, *, dr
         )
     if report.created or report.dropped:
         log.info("inbox_partitions_maintained", created=report.created, dropped=report.dropped)
+    if report.failed:
+        log.error("inbox_partitions_blocked_by_default_rows", partitions=report.failed)
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""Unit of Work and repositories on the real database: rollback by default, atomic counters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from worker.db.engine import create_session_factory
+from worker.db.inbox_partitions import maintain_partitions, partition_name
+from worker.db.models import User
+from worker.db.unit_of_work import UnitOfWork
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.config import migrated_database
+from tests.support.db import create_user, scalar, tokens_used
+from tests.support.services import drop_database, unique_name
+
+
+@pytest.fixture(scope="module")
+def session_factory(db):
+    return create_session_factory(db)
+
+
+async def test_leaving_without_commit_rolls_back(db, session_factory) -> None:
+    user_id = uuid.uuid4()
+    async with UnitOfWork(session_factory) as uow:
+        uow.users.add(User(id=user_id, email=f"{user_id}@rollback.test", hashed_password="!"))
+        await uow.session.flush()
+    assert await scalar(db, "SELECT count(*) FROM users WHERE id = :id", id=user_id) == 0
+
+
+async def test_an_exception_inside_the_unit_rolls_back(db, session_factory) -> None:
+    user_id = await create_user(db)
+    with pytest.raises(RuntimeError):
+        async with UnitOfWork(session_factory) as uow:
+            assert await uow.users.add_tokens(user_id, 500)
+            raise RuntimeError("boom")
+    assert await tokens_used(db, user_id) == 0
+
+
+async def test_commit_persists_and_keeps_attributes_readable(db, session_factory) -> None:
+    user_id = uuid.uuid4()
+    async with UnitOfWork(session_factory) as uow:
+        user = User(id=user_id, email=f"{user_id}@commit.test", hashed_password="!")
+        uow.users.add(user)
+        await uow.commit()
+    # expire_on_commit=False: no implicit IO after commit.
+    assert user.email == f"{user_id}@commit.test"
+    assert await scalar(db, "SELECT count(*) FROM users WHERE id = :id", id=user_id) == 1
+
+
+async def test_concurrent_increments_lose_nothing(db, session_factory) -> None:
+    user_id = await create_user(db)
+
+    async def add(n: int) -> None:
+        async with UnitOfWork(session_factory) as uow:
+            assert await uow.users.add_tokens(user_id, n)
+            await asyncio.sleep(0)
+            await uow.commit()
+
+    await asyncio.gather(*(add(n) for n in range(1, 41)))
+    assert await tokens_used(db, user_id) == sum(range(1, 41))
+
+
+async def test_counters_pass_two_to_the_thirty_one(db, session_factory) -> None:
+    user_id = await create_user(db, tokens_used=2**31 - 10)
+    async with UnitOfWork(session_factory) as uow:
+        await uow.users.add_tokens(user_id, 2**31 - 1)
+        await uow.commit()
+    assert await tokens_used(db, user_id) == 2**32 - 11
+
+
+async def test_add_tokens_reports_a_missing_user(session_factory) -> None:
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.users.add_tokens(uuid.uuid4(), 1) is False
+
+
+async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db, session_factory) -> None:
+    source, event_id = "test/inbox", f"evt-{uuid.uuid4()}"
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    async with db.begin() as conn:
+        await maintain_partitions(conn, today=yesterday, days_ahead=0, retention_days=None)
+        await conn.execute(
+            text(
+                "INSERT INTO processed_events (source, event_id, event_type, processed_on) "
+                "VALUES (:s, :e, 'usage.recorded', :d)"
+            ),
+            {"s": source, "e": event_id, "d": yesterday},
+        )
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.inbox.record(source=source, event_id=event_id, event_type="usage.recorded") is False
+        assert await uow.inbox.record(source=source, event_id=event_id + "-new", event_type="usage.recorded")
+
+
+@pytest.fixture
+async def private_db():
+    name = unique_name("aiworker_partitions")
+    engine = create_async_engine(await migrated_database(name))
+    yield engine
+    await engine.dispose()
+    await drop_database(name)
+
+
+async def test_partition_maintenance_creates_ahead_and_drops_only_expired_days(private_db) -> None:
+    db = private_db
+    today = date(2031, 3, 10)
+    async with db.begin() as conn:
+        created = await maintain_partitions(conn, today=today, days_ahead=2, retention_days=None)
+    assert created.created == [partition_name(today + timedelta(days=n)) for n in range(3)]
+    async with db.begin() as conn:
+        later = await maintain_partitions(conn, today=today + timedelta(days=32), days_ahead=0, retention_days=30)
+    assert set(later.dropped) >= {partition_name(today), partition_name(today + timedelta(days=1))}
+    assert partition_name(today + timedelta(days=2)) not in later.dropped
+
+
+async def test_a_day_already_in_the_default_partition_does_not_stop_maintenance(private_db) -> None:
+    day = date(2032, 1, 1)
+    async with private_db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO processed_events (source, event_id, event_type, processed_on) "
+                "VALUES ('s', 'e', 'usage.recorded', :d)"
+            ),
+            {"d": day},
+        )
+    async with private_db.begin() as conn:
+        report = await maintain_partitions(conn, today=day, days_ahead=1, retention_days=None)
+    assert report.failed == [partition_name(day)]
+    assert report.created == [partition_name(day + timedelta(days=1))]

@@ -1,0 +1,59 @@
+"""Worker processes for tests that need real process boundaries (kill, two pods)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from worker.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`WORKER_*` variables that reproduce `settings` in a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+    for name, value in settings.model_dump().items():
+        env[f"WORKER_{name.upper()}"] = (
+            "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
+        )
+    env["WORKER_LOG_FORMAT"] = "json"
+    return env
+
+
+class WorkerProcess:
+    """`python -m worker run` in a child process, its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "run"], cwd=REPO, env=settings_env(self.settings), stdout=log, stderr=log
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def applied_count(self) -> int:
+        return sum(1 for line in self.log_lines() if '"outcome": "applied"' in line)
