@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings.database_url), revision)
 
 
-def run(settings: Settings) -> int:
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("migrate", help="upgrade the schema to head and create inbox partitions")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings)
     asyncio.run(_maintain(settings))
     return 0

@@ -6,6 +6,8 @@ single event or a line is published byte for byte; array elements are re-seriali
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,9 +77,14 @@ async def publish_events(settings: Settings, raw: bytes) -> int:
         await connection.close()
 
 
-def run(settings: Settings, source: str) -> int:
-    import asyncio
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("publish", help="publish JSON events to the exchange (reference producer)")
+    parser.add_argument("file", help="a JSON event, a JSON array of events or JSON Lines; '-' for stdin")
+    parser.set_defaults(handler=run)
 
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    source = args.file
     raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     try:
         count = asyncio.run(publish_events(settings, raw))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import uuid
+
+from sqlalchemy.exc import IntegrityError
 
 from worker.db.engine import create_engine, create_session_factory
 from worker.db.models import User
@@ -30,6 +34,20 @@ async def create_user(settings: Settings, email: str, tokens_limit: int | None, 
         await engine.dispose()
 
 
-def run(settings: Settings, email: str, tokens_limit: int | None, tier: str | None) -> int:
-    print(asyncio.run(create_user(settings, email, tokens_limit, tier)))
+def register(subparsers: argparse._SubParsersAction) -> None:
+    users = subparsers.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user and print its id")
+    create.add_argument("--email", required=True)
+    create.add_argument("--tokens-limit", type=int, default=None)
+    create.add_argument("--tier", default=None)
+    create.set_defaults(handler=run_create)
+
+
+def run_create(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        user_id = asyncio.run(create_user(settings, args.email, args.tokens_limit, args.tier))
+    except IntegrityError:
+        print(f"error: a user with email {args.email!r} already exists", file=sys.stderr)
+        return 1
+    print(user_id)
     return 0

@@ -1,0 +1,19 @@
+"""`worker run`: consume events until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from worker.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="consume events until SIGTERM or SIGINT")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runtime.app import run_worker
+
+    return asyncio.run(run_worker(settings))
