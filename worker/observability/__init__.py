@@ -1,0 +1,1 @@
+"""Metrics, health and the HTTP endpoint that serves them."""

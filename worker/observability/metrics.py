@@ -1,0 +1,69 @@
+"""Prometheus metrics of one worker process, on a registry passed down from the composition root.
+
+Label values are bounded: event types, outcomes and reason codes from the contract;
+never a user, conversation or event id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """Every metric the worker exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "worker_events_total",
+            "Events settled, by type and outcome (applied, duplicate, dead_lettered, retried, requeued).",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "worker_dead_lettered_total", "Events the worker dead-lettered, by reason.", ["reason"], registry=r
+        )
+        self.retries = Counter(
+            "worker_retries_total", "Events sent round a delay queue, by reason.", ["reason"], registry=r
+        )
+        self.processing_seconds = Histogram(
+            "worker_event_processing_seconds",
+            "From delivery to settlement of one event.",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_to_commit_seconds = Histogram(
+            "worker_publish_to_commit_seconds",
+            "From the event's `time` (set by the publisher) to the commit that applied it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "worker_batch_size", "Events applied per database transaction.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.in_flight = Gauge("worker_in_flight_deliveries", "Deliveries received and not yet settled.", registry=r)
+        self.redeliveries = Counter(
+            "worker_redeliveries_total", "Deliveries the broker marked as redelivered.", registry=r
+        )
+        self.tokens = Counter(
+            "worker_tokens_counted_total", "Tokens added to users.tokens_used, by event type.", ["type"], registry=r
+        )
+        self.db_pool_in_use = Gauge("worker_db_pool_in_use", "Database connections checked out.", registry=r)
+        self.db_pool_waits = Counter(
+            "worker_db_pool_waits_total", "Times a unit of work waited for a pooled connection.", registry=r
+        )
+        self.broker_reconnects = Counter(
+            "worker_broker_reconnects_total", "Times the broker connection was re-established.", registry=r
+        )
+        self.consumer_restarts = Counter(
+            "worker_consumer_restarts_total", "Times consuming resumed after a pause or a reconnect.", registry=r
+        )
+        self.outages = Counter(
+            "worker_outages_total", "Times processing paused because a dependency was down.", ["dependency"], registry=r
+        )
+        self.ready = Gauge("worker_ready", "1 when connected to broker and database and consuming.", registry=r)
