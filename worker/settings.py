@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator
@@ -11,7 +12,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Worker settings. Nothing here opens a connection: it is only data."""
 
-    model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WORKER_",
+        env_file=".env",
+        extra="ignore",
+        # Mounted Kubernetes secrets: a file named like the variable (e.g. WORKER_DATABASE_URL).
+        secrets_dir=os.environ.get("WORKER_SECRETS_DIR") or None,
+    )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/aiworker"
     """SQLAlchemy URL of the PostgreSQL database (driver `postgresql+asyncpg`)."""
@@ -19,11 +26,21 @@ class Settings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     """RabbitMQ URL; `?name=` is added so the connection shows in the management UI."""
 
+    amqp_management_url: str = "http://guest:guest@127.0.0.1:15672/"
+    """RabbitMQ management API, for the queue policy (`worker policy`) and its start-up check."""
+
+    require_queue_policy: bool = True
+    """Refuse to start unless the worker queue's policy (delivery limit, at-least-once
+    dead-lettering) is in force; see `worker policy apply`."""
+
     db_pool_size: PositiveInt = 10
     """Connections kept in the SQLAlchemy pool per process."""
 
     db_max_overflow: int = Field(default=0, ge=0)
     """Extra connections beyond the pool size under load (0: the pool is a hard cap)."""
+
+    db_statement_cache_size: int = Field(default=100, ge=0)
+    """asyncpg prepared-statement cache per connection; 0 behind PgBouncer in transaction mode."""
 
     db_statement_timeout_ms: PositiveInt = 15_000
     """Server-side `statement_timeout` for the worker's sessions (PostgreSQL setting)."""
@@ -36,6 +53,12 @@ class Settings(BaseSettings):
 
     prefetch: PositiveInt = 64
     """AMQP prefetch (basic.qos) of the consuming channel: deliveries in flight per process."""
+
+    batch_size: PositiveInt = 1
+    """Deliveries applied per database transaction; 1 is the strict one-event-per-transaction mode."""
+
+    batch_wait_ms: int = Field(default=5, ge=0)
+    """How long a batch waits to fill up before it is applied anyway."""
 
     heartbeat_s: int = Field(default=15, ge=1, le=60)
     """AMQP heartbeat; a dead link is noticed within about two of these."""
@@ -66,6 +89,12 @@ class Settings(BaseSettings):
 
     shutdown_timeout_s: float = Field(default=25.0, gt=0)
     """Time to finish in-flight events after SIGTERM; the rest is left for redelivery."""
+
+    consumer_watchdog_s: float = Field(default=120.0, gt=0)
+    """Exit non-zero when the consumer has not been restored within this time (the orchestrator restarts the pod)."""
+
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of /livez, /readyz and /metrics (0: do not serve)."""
 
     inbox_retention_days: int = Field(default=30, ge=2)
     """Days a processed-event record is kept; duplicates are recognised for this long."""

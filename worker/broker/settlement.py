@@ -30,6 +30,7 @@ from worker.errors import RetryLater
 
 log = structlog.get_logger(__name__)
 
+HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 HEADER_RETRY_REASON = "x-retry-reason"
 HEADER_RETRY_STEP = "x-retry-step"
 # Headers describing the broker's or our own history of a copy; never carried over.
@@ -101,7 +102,7 @@ class Settler:
     async def _republish_then_ack(
         self, message: AbstractIncomingMessage, headers: dict[str, Any], queue: str, outcome: str
     ) -> str:
-        copy = copy_message(message, headers)
+        copy = copy_message(message, _with_origin(message, headers))
         try:
             await self.publisher.publish(copy, routing_key=queue)
         except PublishFailed as exc:
@@ -144,6 +145,13 @@ def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> a
 
 def _carried_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (headers or {}).items() if k not in BROKER_HISTORY_HEADERS}
+
+
+def _with_origin(message: AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
+    """Remember the gateway's routing key: a copy is published under a queue's name instead."""
+    if HEADER_ORIGINAL_ROUTING_KEY not in headers and message.routing_key:
+        headers[HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key
+    return headers
 
 
 def _as_int(value: Any) -> int:
