@@ -9,8 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from worker.db.engine import create_engine
-from worker.runtime.app import ensure_inbox_partitions
+from worker.commands import inbox
 from worker.settings import Settings
 
 
@@ -37,13 +36,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings)
-    asyncio.run(_maintain(settings))
+    asyncio.run(inbox.maintain(settings))
     return 0
-
-
-async def _maintain(settings: Settings) -> None:
-    engine = create_engine(settings, pool_size=1)
-    try:
-        await ensure_inbox_partitions(engine, settings, drop_expired=True)
-    finally:
-        await engine.dispose()

@@ -11,6 +11,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
@@ -20,6 +21,7 @@ from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
 from worker.db.engine import create_engine, create_session_factory
+from worker.db.failures import sqlstate_of
 from worker.db.inbox_partitions import maintain_partitions
 from worker.db.unit_of_work import UnitOfWork
 from worker.runtime.gate import DependencyGate
@@ -41,6 +43,7 @@ async def connect_broker(settings: Settings, connection_name: str) -> AbstractRo
 
 
 async def ensure_inbox_partitions(engine: AsyncEngine, settings: Settings, *, drop_expired: bool) -> None:
+    """Create the coming days' inbox partitions (and drop expired ones when asked)."""
     async with engine.begin() as conn:
         report = await maintain_partitions(
             conn,
@@ -52,6 +55,17 @@ async def ensure_inbox_partitions(engine: AsyncEngine, settings: Settings, *, dr
         log.info("inbox_partitions_maintained", created=report.created, dropped=report.dropped)
     if report.failed:
         log.error("inbox_partitions_blocked_by_default_rows", partitions=report.failed)
+
+
+async def _try_inbox_partitions(engine: AsyncEngine, settings: Settings) -> None:
+    """Best effort at start-up: a least-privilege worker role cannot create tables, and the
+    daily `worker inbox maintain` job (as the owner) is what keeps partitions ahead."""
+    try:
+        await ensure_inbox_partitions(engine, settings, drop_expired=False)
+    except DBAPIError as exc:
+        if sqlstate_of(exc) != "42501":
+            raise
+        log.info("inbox_partitions_left_to_maintenance_job", reason="no privilege to create partitions")
 
 
 @dataclass
@@ -68,7 +82,7 @@ async def start_worker(settings: Settings) -> Worker:
     """Connect, declare the topology and start consuming."""
     engine = create_engine(settings)
     try:
-        await ensure_inbox_partitions(engine, settings, drop_expired=False)
+        await _try_inbox_partitions(engine, settings)
         session_factory = create_session_factory(engine)
 
         async def probe() -> None:
