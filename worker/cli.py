@@ -6,13 +6,13 @@ import argparse
 import sys
 from types import ModuleType
 
-from worker.commands import migrate, publish, run, users
+from worker.commands import inbox, migrate, publish, run, users
 from worker.logs import configure_logging
 from worker.settings import Settings
 
 # A new subcommand: a module in worker/commands with `register(subparsers)` and
 # `run(args, settings) -> int`, listed here.
-COMMANDS: tuple[ModuleType, ...] = (migrate, run, publish, users)
+COMMANDS: tuple[ModuleType, ...] = (migrate, run, publish, users, inbox)
 
 
 def build_parser() -> argparse.ArgumentParser:
