@@ -1,0 +1,119 @@
+"""The worker queue's policy (delivery limit, at-least-once dead-lettering) as data, applied and checked.
+
+Why a policy: a declared queue's arguments can never change, a policy can. Why these
+values: a poison message that crashes the worker must not block the queue forever
+(delivery limit), and messages the broker dead-letters must not be lost on the way
+(at-least-once, which needs `reject-publish`). RabbitMQ 3.10 also counts channel closes
+towards the limit, so a few worker restarts must not use it up: keep it at 20 or more.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.broker.management import ManagementClient
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.settings import Settings
+
+MIN_DELIVERY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """A RabbitMQ policy as the management API takes it."""
+
+    name: str
+    pattern: str
+    apply_to: str
+    priority: int
+    definition: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "apply-to": self.apply_to, "priority": self.priority, "definition": self.definition}
+
+
+WORKER_QUEUE_POLICY = QueuePolicy(
+    name="llm-events-worker",
+    pattern=f"^{re.escape(WORKER_QUEUE)}$",
+    apply_to="quorum_queues",
+    priority=10,
+    definition={
+        "delivery-limit": 20,
+        "dead-letter-exchange": "",
+        "dead-letter-routing-key": DEAD_LETTER_QUEUE,
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+    },
+)
+assert WORKER_QUEUE_POLICY.definition["delivery-limit"] >= MIN_DELIVERY_LIMIT
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    """Whether the policy is defined and whether it is what the worker queue runs under."""
+
+    defined: bool
+    queue_exists: bool
+    in_force: bool
+    effective_policy: str | None = None
+    mismatches: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        """Defined as expected, but no queue to apply to yet (it applies once declared)."""
+        return self.defined and not self.queue_exists
+
+    def describe(self) -> str:
+        """One line for people: what is in force, or what is wrong."""
+        name = WORKER_QUEUE_POLICY.name
+        if self.in_force:
+            return f"policy {name!r} is in force on {WORKER_QUEUE!r}"
+        if self.pending:
+            return f"policy {name!r} is defined; queue {WORKER_QUEUE!r} does not exist yet and gets it once declared"
+        if not self.queue_exists:
+            return f"policy {name!r} is not defined as expected and queue {WORKER_QUEUE!r} does not exist"
+        if self.effective_policy is None:
+            return f"queue {WORKER_QUEUE!r} runs without a policy; run `worker policy apply`"
+        if self.effective_policy != name:
+            return f"queue {WORKER_QUEUE!r} runs under policy {self.effective_policy!r}, not {name!r}"
+        differences = ", ".join(f"{k}: expected {want!r}, effective {got!r}" for k, (want, got) in sorted(self.mismatches.items()))
+        return f"queue {WORKER_QUEUE!r} runs under {name!r} but its effective definition differs ({differences})"
+
+
+async def apply_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> None:
+    """Create or replace the policy in the worker's vhost (idempotent)."""
+    async with ManagementClient.from_settings(settings) as api:
+        await api.put_policy(policy.name, policy.body())
+
+
+async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> PolicyStatus:
+    """Read the policy and the worker queue's effective policy; never changes anything.
+
+    A fresh policy takes a moment to reach a queue: poll this rather than expect it at once.
+    """
+    async with ManagementClient.from_settings(settings) as api:
+        defined = _defined_as_expected(await api.get_policy(policy.name), policy)
+        queue = await api.get_queue(WORKER_QUEUE)
+    if queue is None:
+        return PolicyStatus(defined=defined, queue_exists=False, in_force=False)
+    effective_name = queue.get("policy") or None
+    effective = queue.get("effective_policy_definition") or {}
+    # Operator policies merge into the effective definition, so compare that, key by key.
+    mismatches = {
+        key: (want, effective.get(key)) for key, want in policy.definition.items() if effective.get(key) != want
+    }
+    in_force = effective_name == policy.name and not mismatches
+    return PolicyStatus(defined, True, in_force, effective_name, mismatches)
+
+
+def _defined_as_expected(record: dict[str, Any] | None, policy: QueuePolicy) -> bool:
+    if record is None:
+        return False
+    return (
+        record.get("pattern") == policy.pattern
+        and record.get("apply-to") == policy.apply_to
+        and record.get("priority") == policy.priority
+        and record.get("definition") == policy.definition
+    )
