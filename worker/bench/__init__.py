@@ -1,0 +1,1 @@
+"""`worker bench`: throughput, latency, memory and exact counters of the worker on a private database and vhost."""

@@ -1,0 +1,91 @@
+"""The broker's raw rate: the same payloads drained from a pre-filled quorum queue by a bare consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from aio_pika.abc import AbstractConnection
+
+from worker.bench.publishing import PipelinedPublisher, publish_all
+from worker.bench.workload import EventSpec, Workload
+from worker.broker.publisher import open_publisher_channel
+from worker.broker.topology import QUORUM
+
+ACK_EVERY = 100
+
+
+@dataclass(frozen=True)
+class RawRate:
+    """How fast one plain consumer takes the backlog: parse, then one multiple-ack per `ack_every`."""
+
+    workload: str
+    prefetch: int
+    ack_every: int
+    events: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def ack_interval(prefetch: int) -> int:
+    """One multiple-ack per 100 deliveries, or per half the window when the prefetch is smaller:
+    a consumer that waits for more deliveries than the broker may have in flight would wait forever."""
+    return max(1, min(ACK_EVERY, prefetch // 2))
+
+
+async def measure_raw_rate(
+    connection: AbstractConnection,
+    workload: Workload,
+    specs: Sequence[EventSpec],
+    prefetch: int,
+    publish_window: int,
+    timeout_s: float,
+    progress: Callable[[str, int, int], None],
+) -> RawRate:
+    """Fill a fresh durable quorum queue with `specs`, then time the drain."""
+    name = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    publish_channel = await open_publisher_channel(connection)
+    queue = await publish_channel.declare_queue(name, durable=True, arguments=QUORUM)
+    try:
+        publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
+        await publish_all(publisher, workload, specs, None, routing_key=name,
+                          progress=lambda n: progress("raw: publish", n, len(specs)))
+        seconds = await asyncio.wait_for(_drain(connection, name, len(specs), prefetch, progress), timeout_s * 10)
+    finally:
+        await queue.delete(if_unused=False, if_empty=False)
+        await publish_channel.close()
+    return RawRate(workload.name, prefetch, ack_interval(prefetch), len(specs), seconds)
+
+
+async def _drain(
+    connection: AbstractConnection, name: str, count: int, prefetch: int, progress: Callable[[str, int, int], None]
+) -> float:
+    channel = await connection.channel()
+    try:
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(name)
+        every = ack_interval(prefetch)
+        received = 0
+        started = time.monotonic()
+        async with queue.iterator() as deliveries:
+            async for message in deliveries:
+                orjson.loads(message.body)
+                received += 1
+                if received % every == 0 or received == count:
+                    await message.ack(multiple=True)
+                if received % 1000 == 0 and received < count:
+                    progress("raw: drain", received, count)
+                if received == count:
+                    break
+        seconds = time.monotonic() - started
+        progress("raw: drain", received, count)
+        return seconds
+    finally:
+        await channel.close()

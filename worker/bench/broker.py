@@ -1,0 +1,59 @@
+"""The bench's AMQP side: connection to the private vhost, the worker's topology, queue depths."""
+
+from __future__ import annotations
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractExchange
+
+from worker.broker.settlement import RetrySchedules
+from worker.broker.topology import declare_topology
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.settings import Settings
+
+
+def retry_delays(settings: Settings) -> list[int]:
+    return RetrySchedules(transient=settings.retry_delays_s, unknown_user=settings.unknown_user_delays_s).all_delays()
+
+
+async def declare_worker_topology(connection: AbstractConnection, settings: Settings) -> AbstractExchange:
+    """What the worker declares at start-up, so that a backlog can be published before it runs."""
+    channel = await connection.channel()
+    topology = await declare_topology(channel, retry_delays(settings))
+    return topology.exchange
+
+
+async def queue_depths(connection: AbstractConnection) -> dict[str, int]:
+    """Ready messages in the worker queue and the dead-letter queue (passive declares)."""
+    channel = await connection.channel()
+    try:
+        depths = {}
+        for name in (WORKER_QUEUE, DEAD_LETTER_QUEUE):
+            queue = await channel.declare_queue(name, passive=True)
+            depths[name] = queue.declaration_result.message_count or 0
+        return depths
+    finally:
+        await channel.close()
+
+
+async def purge_worker_queues(connection: AbstractConnection) -> None:
+    """Leftovers of a failed run must not count in the next one."""
+    channel = await connection.channel()
+    try:
+        for name in (WORKER_QUEUE, DEAD_LETTER_QUEUE):
+            await (await channel.declare_queue(name, passive=True)).purge()
+    finally:
+        await channel.close()
+
+
+def server_version(connection: AbstractConnection) -> str | None:
+    """The broker's version string from the connection handshake, when the client exposes it."""
+    try:
+        properties = connection.transport.connection.server_properties  # type: ignore[union-attr]
+        version = properties.get("version")
+        return version.decode() if isinstance(version, bytes) else version
+    except AttributeError:
+        return None
+
+
+async def connect(amqp_url: str) -> AbstractConnection:
+    return await aio_pika.connect(amqp_url)

@@ -1,0 +1,68 @@
+"""The bench's private PostgreSQL database: created and migrated from the project's migrations, dropped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from worker.commands import migrate
+from worker.db.engine import create_engine
+from worker.runtime.app import ensure_inbox_partitions
+from worker.settings import Settings
+
+ADMIN_DATABASE = "postgres"
+NAME_PREFIX = "aiworker_bench_"
+
+
+def plain_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
+    """An asyncpg DSN from the worker's SQLAlchemy URL, optionally for another database."""
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class PrivateDatabase:
+    """A database of the bench's own, next to the one the settings name."""
+
+    name: str
+    admin_dsn: str
+    url: str
+    """SQLAlchemy URL, for the worker."""
+    dsn: str
+    """asyncpg DSN, for the bench's own queries."""
+
+    @classmethod
+    def beside(cls, settings: Settings) -> PrivateDatabase:
+        name = f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}"
+        url = make_url(settings.database_url).set(database=name).render_as_string(hide_password=False)
+        return cls(name, plain_dsn(settings.database_url, ADMIN_DATABASE), url, plain_dsn(settings.database_url, name))
+
+    async def create(self, settings: Settings) -> None:
+        """CREATE DATABASE, then the schema exactly as `worker migrate` builds it."""
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            await conn.close()
+        own = settings.model_copy(update={"database_url": self.url})
+        # Alembic runs its own event loop, so it gets a thread of its own.
+        await asyncio.to_thread(migrate.upgrade, own)
+        engine = create_engine(own, pool_size=1)
+        try:
+            await ensure_inbox_partitions(engine, own, drop_expired=False)
+        finally:
+            await engine.dispose()
+
+    async def drop(self) -> None:
+        """DROP DATABASE, disconnecting whatever is still connected."""
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await conn.close()

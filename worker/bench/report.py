@@ -1,0 +1,61 @@
+"""The human-readable table and the machine-readable JSON of a bench result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("workload", 8), ("B", 4), ("K", 2), ("events/s", 9), ("raw/s", 8), ("ratio", 6),
+    ("full p50", 9), ("full p95", 9), ("full p99", 9), ("half p50", 9), ("half p95", 9), ("half p99", 9),
+    ("RSS MB", 7), ("counters", 8),
+)
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _row(run: dict[str, Any]) -> list[str]:
+    full = run["latency_ms"]["full_load"] or {}
+    half = run["latency_ms"]["half_load"] or {}
+    return [
+        run["workload"], str(run["batch_size"]), str(run["workers"]), _fmt(run["events_per_s"]),
+        _fmt(run["raw_events_per_s"]), _fmt(run["ratio_to_raw"], 2),
+        *(_fmt(full.get(q), 1) for q in ("p50", "p95", "p99")),
+        *(_fmt(half.get(q), 1) for q in ("p50", "p95", "p99")),
+        _fmt(run["peak_rss_mb_max"]), "OK" if run["counters_ok"] else "WRONG",
+    ]
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """Fixed-width table, one line per run; latencies in milliseconds."""
+    header = " ".join(name.rjust(width) for name, width in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for run in result["runs"]:
+        lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(_row(run), COLUMNS)))
+    return "\n".join(lines)
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The same table as Markdown, for docs/BENCHMARKS.md."""
+    names = [name for name, _ in COLUMNS]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---:|" * len(names)]
+    lines += ["| " + " | ".join(_row(run)) + " |" for run in result["runs"]]
+    return "\n".join(lines)
+
+
+def render_targets(verdicts: list[dict[str, Any]]) -> str:
+    marks = {True: "met", False: "NOT met", None: "not measured"}
+    return "\n".join(f"  {v['target']:<22} {v['run']:<14} {_fmt(v['value'], 2):>8} {v['bound']:<8} {marks[v['met']]}"
+                     for v in verdicts)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

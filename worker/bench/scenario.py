@@ -1,0 +1,192 @@
+"""One run: a workload at one batch size — backlog drain, half-load latency, memory, exact counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aio_pika.abc import AbstractConnection, AbstractExchange
+
+from worker.bench.broker import purge_worker_queues, queue_depths
+from worker.bench.latency import Percentiles, latencies_ms, summarise
+from worker.bench.memory import PeakRss
+from worker.bench.options import BenchOptions
+from worker.bench.processes import WorkerProcesses
+from worker.bench.progress import Progress
+from worker.bench.publishing import PipelinedPublisher, publish_all
+from worker.bench.store import BenchStore
+from worker.bench.verify import mismatches
+from worker.bench.workload import Workload
+from worker.broker.publisher import open_publisher_channel
+from worker.settings import Settings
+
+POLL_S = 0.25
+MIN_HALF_LOAD_EVENTS = 200
+
+
+class RunFailed(Exception):
+    """The workers crashed or stopped making progress."""
+
+
+@dataclass
+class RunResult:
+    """Figures of one (workload, batch size) run."""
+
+    workload: str
+    batch_size: int
+    workers: int
+    prefetch: int
+    events: int
+    events_per_s: float | None = None
+    startup_s: float | None = None
+    drain_s: float | None = None
+    raw_events_per_s: float | None = None
+    full_load: Percentiles | None = None
+    half_load: Percentiles | None = None
+    half_load_rate: float | None = None
+    half_load_events: int = 0
+    peak_rss_mb: list[float] = field(default_factory=list)
+    worker_exit_codes: list[int | None] = field(default_factory=list)
+    counters_ok: bool = False
+    mismatches: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ratio_to_raw(self) -> float | None:
+        if self.events_per_s is None or not self.raw_events_per_s:
+            return None
+        return self.events_per_s / self.raw_events_per_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "prefetch": self.prefetch,
+            "events": self.events,
+            "events_per_s": _round(self.events_per_s),
+            "raw_events_per_s": _round(self.raw_events_per_s),
+            "ratio_to_raw": _round(self.ratio_to_raw, 3),
+            "startup_s": _round(self.startup_s, 2),
+            "drain_s": _round(self.drain_s, 2),
+            "latency_ms": {
+                "full_load": self.full_load.as_dict() if self.full_load else None,
+                "half_load": self.half_load.as_dict() if self.half_load else None,
+            },
+            "half_load_rate": _round(self.half_load_rate),
+            "half_load_events": self.half_load_events,
+            "peak_rss_mb": self.peak_rss_mb,
+            "peak_rss_mb_max": max(self.peak_rss_mb) if self.peak_rss_mb else None,
+            "worker_exit_codes": self.worker_exit_codes,
+            "counters_ok": self.counters_ok,
+            "mismatches": self.mismatches,
+            "error": self.error,
+        }
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass
+class RunContext:
+    """What every run shares: settings for the workers, the private database and vhost, the bench's connections."""
+
+    settings: Settings
+    options: BenchOptions
+    store: BenchStore
+    connection: AbstractConnection
+    exchange: AbstractExchange
+    log_dir: Path
+    progress: Progress
+    worker_env: dict[str, str]
+
+
+async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw_rate: float | None) -> RunResult:
+    """Backlog of `events`, drained by fresh workers; then half load; then verification."""
+    options = ctx.options
+    label = f"{workload_name} B={batch_size}"
+    prefetch = options.prefetch_for(batch_size)
+    result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate)
+    await ctx.store.reset()
+    await purge_worker_queues(ctx.connection)
+    workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes, options.seed)
+    await ctx.store.create_users(workload.user_ids)
+    full_prefix, half_prefix = f"{workload_name}-b{batch_size}-full-", f"{workload_name}-b{batch_size}-half-"
+    backlog = workload.events(options.events, full_prefix)
+
+    channel = await open_publisher_channel(ctx.connection)
+    publisher = PipelinedPublisher(channel, options.publish_window, ctx.settings.publish_timeout_s)
+    published = await publish_all(publisher, workload, backlog, ctx.exchange,
+                                  progress=lambda n: ctx.progress.update(f"{label}: publish", n, len(backlog)))
+
+    worker_settings = ctx.settings.model_copy(update={"batch_size": batch_size, "prefetch": prefetch})
+    workers = WorkerProcesses(worker_settings, options.workers, ctx.log_dir, f"{workload_name}-b{batch_size}",
+                              ctx.worker_env)
+    spawned = time.time()
+    workers.start()
+    memory = PeakRss(workers.pids)
+    memory.start()
+    try:
+        await _wait_processed(ctx, workers, options.events, f"{label}: drain")
+        times = await ctx.store.processed_times(full_prefix)
+        first, last = min(times.values()), max(times.values())
+        result.startup_s = first - spawned
+        result.drain_s = last - first
+        # N events between the first and the last transaction: N-1 intervals.
+        result.events_per_s = (len(times) - 1) / result.drain_s if result.drain_s > 0 else None
+        result.full_load = summarise(latencies_ms(full_prefix, published, times))
+        # The peak while draining the backlog is the figure the memory target is about.
+        result.peak_rss_mb = await memory.stop()
+
+        if options.half_load and result.events_per_s:
+            rate = result.events_per_s / 2
+            count = min(options.events, max(MIN_HALF_LOAD_EVENTS, int(rate * options.half_load_seconds)))
+            half = workload.events(count, half_prefix)
+            result.half_load_rate, result.half_load_events = rate, count
+            wait = asyncio.create_task(_wait_processed(ctx, workers, options.events + count, None))
+            try:
+                half_published = await publish_all(
+                    publisher, workload, half, ctx.exchange, rate=rate,
+                    progress=lambda n: ctx.progress.update(f"{label}: half load", n, count))
+                await wait
+            finally:
+                wait.cancel()
+            half_times = await ctx.store.processed_times(half_prefix)
+            result.half_load = summarise(latencies_ms(half_prefix, half_published, half_times))
+    except RunFailed as exc:
+        result.error = str(exc)
+        ctx.progress.note(f"{label}: FAILED: {exc}\n{workers.log_tail()}")
+    finally:
+        await memory.stop()
+        result.worker_exit_codes = await asyncio.to_thread(workers.stop, ctx.settings.shutdown_timeout_s + 10)
+        await channel.close()
+
+    result.mismatches = await mismatches(ctx.store, workload.expected, await queue_depths(ctx.connection))
+    if any(code != 0 for code in result.worker_exit_codes):
+        result.mismatches.append(f"worker exit codes {result.worker_exit_codes}")
+    result.counters_ok = not result.mismatches and result.error is None
+    return result
+
+
+async def _wait_processed(ctx: RunContext, workers: WorkerProcesses, target: int, label: str | None) -> None:
+    """Until the inbox holds `target` events; fails when a worker exits or nothing moves for the stall timeout."""
+    stall_timeout = ctx.options.stall_timeout_s
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        count = await ctx.store.processed_count()
+        now = time.monotonic()
+        if label is not None:
+            ctx.progress.update(label, min(count, target), target)
+        if count >= target:
+            return
+        if count != last_count:
+            last_count, last_change = count, now
+        if exited := workers.exited():
+            raise RunFailed(f"worker(s) exited early (index, code): {exited}")
+        if now - last_change > stall_timeout:
+            raise RunFailed(f"no progress for {stall_timeout:.0f}s at {count}/{target} events")
+        await asyncio.sleep(POLL_S)

@@ -1,0 +1,71 @@
+"""The bench's own queries on its private database: seed users, reset, watch progress, read results."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+
+import asyncpg
+
+# Every table an event writes to; emptied between runs so each run starts from the same state.
+EVENT_TABLES = ("processed_events", "usage_records", "messages", "conversations", "users")
+
+
+class BenchStore:
+    """One asyncpg connection to the private database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> BenchStore:
+        self.conn = await asyncpg.connect(self.dsn)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    @property
+    def _c(self) -> asyncpg.Connection:
+        assert self.conn is not None, "BenchStore used outside `async with`"
+        return self.conn
+
+    async def reset(self) -> None:
+        """Empty every table events write to (the schema and the inbox partitions stay)."""
+        await self._c.execute(f"TRUNCATE {', '.join(EVENT_TABLES)} CASCADE")
+
+    async def create_users(self, user_ids: Iterable[str]) -> None:
+        """Users must exist before their events arrive: the worker counts tokens only for known users."""
+        records = [(uuid.UUID(u), f"{u}@bench.invalid", "!") for u in user_ids]
+        await self._c.copy_records_to_table("users", records=records, columns=["id", "email", "hashed_password"])
+        await self._c.execute("ANALYZE users")
+
+    async def processed_count(self) -> int:
+        return await self._c.fetchval("SELECT count(*) FROM processed_events")
+
+    async def processed_times(self, prefix: str) -> dict[str, float]:
+        """`processed_at` (epoch seconds) of every applied event whose id starts with `prefix`."""
+        rows = await self._c.fetch(
+            "SELECT event_id, extract(epoch FROM processed_at)::float8 AS at FROM processed_events "
+            "WHERE starts_with(event_id, $1)",
+            prefix,
+        )
+        return {row["event_id"]: row["at"] for row in rows}
+
+    async def event_id_counts(self) -> Counter[str]:
+        rows = await self._c.fetch("SELECT event_id, count(*) AS n FROM processed_events GROUP BY event_id")
+        return Counter({row["event_id"]: row["n"] for row in rows})
+
+    async def user_tokens(self) -> dict[str, int]:
+        rows = await self._c.fetch("SELECT id::text AS id, tokens_used FROM users")
+        return {row["id"]: row["tokens_used"] for row in rows}
+
+    async def conversation_tokens(self) -> dict[str, int]:
+        rows = await self._c.fetch("SELECT id::text AS id, total_tokens FROM conversations")
+        return {row["id"]: row["total_tokens"] for row in rows}
+
+    async def row_count(self, table: str) -> int:
+        assert table in EVENT_TABLES
+        return await self._c.fetchval(f"SELECT count(*) FROM {table}")

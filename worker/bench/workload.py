@@ -1,0 +1,141 @@
+"""Synthetic gateway traffic: which events a run sends, and the totals they must add up to."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+import orjson
+
+from worker.contract.names import MESSAGE_CREATED, USAGE_RECORDED
+
+SOURCE = "llm-gateway/bench"
+MESSAGE_SHARE = 0.7
+"""Share of `message.created`; the rest is `usage.recorded`, half of it tied to a conversation."""
+
+
+class EventSpec(NamedTuple):
+    """One event, compact: 100,000 of these must not weigh on the bench's own memory."""
+
+    event_id: str
+    type: str
+    user_id: str
+    conversation_id: str | None
+    message_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    content_start: int
+    content_length: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Expected:
+    """What the database must hold once every event sent has been applied exactly once."""
+
+    user_tokens: Counter[str] = field(default_factory=Counter)
+    conversation_tokens: Counter[str] = field(default_factory=Counter)
+    event_ids: set[str] = field(default_factory=set)
+    messages: int = 0
+    usage_records: int = 0
+
+    def add(self, spec: EventSpec) -> None:
+        self.event_ids.add(spec.event_id)
+        self.user_tokens[spec.user_id] += spec.tokens
+        if spec.conversation_id is not None:
+            self.conversation_tokens[spec.conversation_id] += spec.tokens
+        if spec.type == MESSAGE_CREATED:
+            self.messages += 1
+        else:
+            self.usage_records += 1
+
+
+class Workload:
+    """Users, their conversations and a seeded stream of events over them.
+
+    `uniform`: `users` users, each with `conversations_per_user` conversations.
+    `hot`: one user owning as many conversations as the uniform workload has in all, so
+    the only difference between the two is contention on one user row.
+    """
+
+    def __init__(self, name: str, users: int, conversations_per_user: int, content_bytes: int, seed: int) -> None:
+        self.name = name
+        self.rng = random.Random(f"{name}-{seed}")
+        user_count = 1 if name == "hot" else users
+        conversation_count = users * conversations_per_user
+        self.user_ids = [str(self._uuid()) for _ in range(user_count)]
+        self.conversations = [(self.user_ids[i % user_count], str(self._uuid())) for i in range(conversation_count)]
+        self.content_bytes = max(1, content_bytes)
+        # One long text to slice contents from: realistic sizes without a string per event.
+        self.text = "".join(self.rng.choices(string.ascii_letters + string.digits + "     .,", k=4 * self.content_bytes + 4096))
+        self.expected = Expected()
+
+    def _uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def events(self, count: int, prefix: str) -> list[EventSpec]:
+        """`count` new events with ids `<prefix><n>`; each is added to the expected totals."""
+        specs = []
+        for n in range(count):
+            spec = self._event(f"{prefix}{n}")
+            self.expected.add(spec)
+            specs.append(spec)
+        return specs
+
+    def _event(self, event_id: str) -> EventSpec:
+        rng = self.rng
+        user_id, conversation_id = self.conversations[rng.randrange(len(self.conversations))]
+        prompt, completion = rng.randint(0, 5000), rng.randint(0, 2000)
+        length = rng.randint(self.content_bytes // 2, self.content_bytes * 3 // 2) or 1
+        start = rng.randrange(len(self.text) - length)
+        if rng.random() < MESSAGE_SHARE:
+            return EventSpec(event_id, MESSAGE_CREATED, user_id, conversation_id, str(self._uuid()),
+                             prompt, completion, start, length)
+        if rng.random() < 0.5:
+            user_id, conversation_id = self.user_ids[rng.randrange(len(self.user_ids))], None
+        return EventSpec(event_id, USAGE_RECORDED, user_id, conversation_id, None, prompt, completion, 0, 0)
+
+    def body(self, spec: EventSpec, published_at: float) -> bytes:
+        """The CloudEvent as the gateway sends it, its `time` set to the publish time (latency reference)."""
+        if spec.type == MESSAGE_CREATED:
+            data = {
+                "message_id": spec.message_id,
+                "conversation_id": spec.conversation_id,
+                "user_id": spec.user_id,
+                "role": "assistant",
+                "content": self.text[spec.content_start:spec.content_start + spec.content_length],
+                "model": "bench-model",
+                "prompt_tokens": spec.prompt_tokens,
+                "completion_tokens": spec.completion_tokens,
+            }
+        else:
+            data = {
+                "user_id": spec.user_id,
+                "model": "bench-embed",
+                "prompt_tokens": spec.prompt_tokens,
+                "completion_tokens": spec.completion_tokens,
+            }
+            if spec.conversation_id is not None:
+                data["conversation_id"] = spec.conversation_id
+        return orjson.dumps({
+            "specversion": "1.0",
+            "id": spec.event_id,
+            "source": SOURCE,
+            "type": spec.type,
+            "time": rfc3339(published_at),
+            "datacontenttype": "application/json",
+            "data": data,
+        })
+
+
+def rfc3339(epoch_s: float) -> str:
+    """Microsecond RFC 3339 in UTC, the precision `processed_events.processed_at` has."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
