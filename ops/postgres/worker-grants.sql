@@ -1,0 +1,60 @@
+-- The worker role's rights on the tables: exactly the columns its SQL reads and writes.
+--
+-- Derived from worker/db/repositories.py (what each handler in worker/service/handlers.py
+-- runs) and the readiness check. Run it after every migration, as the owner (or a
+-- superuser); the migration job does. Needs -v worker_role=NAME. A migration that makes the
+-- worker touch a new column must change this file too.
+\set ON_ERROR_STOP on
+\set QUIET on
+\if :{?worker_role}
+\else
+  \warn 'worker-grants.sql: set the worker role name with -v worker_role=NAME'
+  SELECT missing_psql_variable_worker_role;
+\endif
+
+BEGIN;
+-- Start from nothing: revoking a table's privileges also revokes its column privileges, so
+-- whatever a default privilege or an earlier version of this file granted is gone.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"worker_role";
+
+-- /readyz compares the schema's revision with the code's Alembic head.
+GRANT SELECT (version_num) ON alembic_version TO :"worker_role";
+
+-- InboxRepository.record: advisory lock, then INSERT … WHERE NOT EXISTS (a twin in
+-- processed_events, or the message id already in messages) ON CONFLICT DO NOTHING.
+GRANT SELECT (source, event_id), INSERT (source, event_id, event_type)
+    ON processed_events TO :"worker_role";
+-- Existing daily partitions get what the owner's default privileges give new ones.
+SELECT format('GRANT SELECT, INSERT ON %I.%I TO %I', n.nspname, c.relname, :'worker_role')
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = 'public.processed_events'::regclass
+\gexec
+
+-- UserRepository.add_tokens: UPDATE users SET tokens_used = tokens_used + n,
+-- updated_at = updated_at WHERE id = … RETURNING id. Never email, password, tier or limit.
+GRANT SELECT (id, tokens_used, updated_at), UPDATE (tokens_used, updated_at)
+    ON users TO :"worker_role";
+
+-- ConversationRepository.upsert_with_tokens: INSERT … ON CONFLICT (id) DO UPDATE SET
+-- total_tokens, title, updated_at WHERE conversations.user_id = excluded.user_id RETURNING id.
+GRANT SELECT (id, user_id, title, total_tokens, updated_at),
+      INSERT (id, user_id, model, title, total_tokens, created_at, updated_at),
+      UPDATE (title, total_tokens, updated_at)
+    ON conversations TO :"worker_role";
+
+-- MessageRepository.add_if_new: INSERT … ON CONFLICT (id) DO NOTHING RETURNING id.
+GRANT SELECT (id),
+      INSERT (id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at)
+    ON messages TO :"worker_role";
+
+-- UsageRecordRepository.add_values: a plain INSERT (the id is generated client-side).
+GRANT INSERT (id, event_source, event_id, user_id, conversation_id, message_id, api_key_id,
+              model, prompt_tokens, completion_tokens, request_id, recorded_at)
+    ON usage_records TO :"worker_role";
+
+-- ApiKeyRepository.touch: UPDATE api_keys SET last_used_at WHERE id, user_id and an
+-- older last_used_at.
+GRANT SELECT (id, user_id, last_used_at), UPDATE (last_used_at) ON api_keys TO :"worker_role";
+COMMIT;
