@@ -1,0 +1,1 @@
+"""Fault-injection suite: killed workers, dead services, cut links; every scenario ends with the checker."""

@@ -1,0 +1,130 @@
+"""Fault-suite fixtures: private PostgreSQL and RabbitMQ, TCP proxies, worker fleets, scenarios."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from worker.settings import Settings
+
+from tests.faults.scenario import REPORTS, Scenario, WorkerFleet
+from tests.support.config import migrated_database
+from tests.support.pg_cluster import PgCluster
+from tests.support.rabbit_node import RabbitNode
+from tests.support.services import drop_database, unique_name
+from tests.support.tcp_proxy import TcpProxy
+
+HERE = Path(__file__).resolve().parent
+REPORT_NAME = "faults-last-report.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "faults: fault-injection scenarios (killed workers, dead services, cut links)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.faults)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORTS:
+        return
+    terminalreporter.section("fault-injection figures")
+    for report in REPORTS:
+        terminalreporter.write_line(report["summary"])
+    terminalreporter.write_line(f"full report: {terminalreporter.config._tmp_path_factory.getbasetemp() / REPORT_NAME}")
+
+
+@pytest.fixture(scope="session")
+def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / REPORT_NAME
+
+
+# -- the shared PostgreSQL: a database of our own, so other suites' deliberate drift stays out of `verify`
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = unique_name("aiworker_faults")
+    url = await migrated_database(name)
+    yield url
+    await drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, pool_size=3)
+    yield engine
+    await engine.dispose()
+
+
+# -- private services --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def private_database_url(pg_cluster: PgCluster) -> str:
+    return await pg_cluster.migrated_database("aiworker")
+
+
+@pytest.fixture(scope="module")
+async def private_db(private_database_url: str) -> AsyncIterator[AsyncEngine]:
+    # pool_pre_ping: the test's own sessions must survive the restarts the test causes.
+    engine = create_async_engine(private_database_url, pool_size=2, pool_pre_ping=True)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def rabbit_node() -> Iterator[RabbitNode]:
+    node = RabbitNode()
+    try:
+        node.start()
+        yield node
+    finally:
+        node.cleanup()
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[list[TcpProxy]]:
+    """Proxies a test starts (it appends them); all closed at the end."""
+    started: list[TcpProxy] = []
+    yield started
+    for proxy in started:
+        await proxy.close()
+
+
+# -- workers and scenarios ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[WorkerFleet]:
+    workers = WorkerFleet(tmp_path)
+    try:
+        yield workers
+    finally:
+        workers.kill_all()
+
+
+@pytest.fixture
+def scenario_factory(report_path: Path, request: pytest.FixtureRequest) -> Callable[..., Scenario]:
+    def build(db: AsyncEngine, database_url: str, amqp_url: str, settings: Settings) -> Scenario:
+        return Scenario(request.node.name, db, database_url, amqp_url, settings, report_path)
+
+    return build

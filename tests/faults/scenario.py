@@ -1,0 +1,172 @@
+"""The pieces every fault test shares: settings, workload, worker fleet, worker logs, checker verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from worker.settings import Settings
+
+from tests.support.amqp import declare_worker_topology
+from tests.support.checker import Checker, Ledger, RecordingPublisher, Report
+from tests.support.config import make_settings
+from tests.support.events import message_created, usage_recorded
+from tests.support.processes import WorkerProcess
+
+# Every report of this run, in order; the conftest prints them at the end and writes them as JSON.
+REPORTS: list[dict[str, Any]] = []
+
+
+def fault_settings(database_url: str, amqp_url: str, **overrides: object) -> Settings:
+    """Test settings, with no HTTP port and no policy check (the private broker has no management API)."""
+    return make_settings(database_url, amqp_url, **{"http_port": 0, "require_queue_policy": False, **overrides})
+
+
+def mixed_events(users: list[uuid.UUID], count: int, rng: random.Random, conversations_per_user: int = 4) -> list[dict]:
+    """Messages and usage records for `users`, several per conversation, random token counts."""
+    conversations = {user: [uuid.uuid4() for _ in range(conversations_per_user)] for user in users}
+    events = []
+    for _ in range(count):
+        user = rng.choice(users)
+        prompt, completion = rng.randint(0, 5000), rng.randint(0, 2000)
+        conversation = rng.choice(conversations[user])
+        roll = rng.random()
+        if roll < 0.6:
+            events.append(message_created(user, conversation_id=conversation, prompt_tokens=prompt,
+                                          completion_tokens=completion))
+        elif roll < 0.8:
+            events.append(usage_recorded(user, conversation_id=conversation, prompt_tokens=prompt,
+                                         completion_tokens=completion))
+        else:
+            events.append(usage_recorded(user, prompt_tokens=prompt, completion_tokens=completion))
+    return events
+
+
+# -- worker processes and their logs -----------------------------------------------------------
+
+
+class WorkerFleet:
+    """Worker subprocesses of one test; whatever still runs at the end is killed by the fixture."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.all: list[WorkerProcess] = []
+
+    def spawn(self, settings: Settings, name: str | None = None) -> WorkerProcess:
+        name = name or f"worker{len(self.all)}"
+        worker = WorkerProcess(settings, self.log_dir / f"{name}.log").start()
+        self.all.append(worker)
+        return worker
+
+    @property
+    def running(self) -> list[WorkerProcess]:
+        return [w for w in self.all if w.process is not None and w.process.poll() is None]
+
+    async def terminate_all(self, timeout: float = 60) -> list[int]:
+        """SIGTERM every running worker at once and wait for all; their exit codes."""
+        return list(await asyncio.gather(*(asyncio.to_thread(w.terminate, timeout) for w in self.running)))
+
+    def kill_all(self) -> None:
+        for worker in self.running:
+            worker.kill()
+
+
+def log_records(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """The worker's JSON log lines as dicts (anything else, e.g. a traceback, is skipped)."""
+    records = []
+    for line in worker.log_lines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def outcomes(workers: list[WorkerProcess]) -> Counter[str]:
+    """How often each settlement outcome was logged across `workers`."""
+    return Counter(str(r["outcome"]) for w in workers for r in log_records(w) if r.get("outcome"))
+
+
+def logged(workers: list[WorkerProcess], event: str) -> int:
+    """How many log lines named `event` the workers wrote."""
+    return sum(1 for w in workers for r in log_records(w) if r.get("event") == event)
+
+
+def log_excerpt(workers: list[WorkerProcess], lines: int = 25) -> str:
+    return "\n".join(f"--- {w.log_path.name}\n" + "\n".join(w.log_lines()[-lines:]) for w in workers)
+
+
+# -- one scenario: ledger, publisher, checker, report -------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """A fault test's ledger of publishes, its checker, and the faults it injected."""
+
+    name: str
+    db: AsyncEngine
+    database_url: str
+    amqp_url: str
+    settings: Settings
+    report_path: Path
+    ledger: Ledger = field(default_factory=Ledger)
+    faults: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def delays(self) -> list[int]:
+        return sorted(set(self.settings.retry_delays_s) | set(self.settings.unknown_user_delays_s))
+
+    @property
+    def checker(self) -> Checker:
+        return Checker(self.db, self.amqp_url, self.ledger, database_url=self.database_url, delays_s=self.delays)
+
+    async def declare_topology(self) -> None:
+        await declare_worker_topology(self.amqp_url, self.delays)
+
+    def publisher(self) -> RecordingPublisher:
+        return RecordingPublisher(self.amqp_url, self.ledger)
+
+    def fault(self, description: str) -> None:
+        self.faults.append(description)
+        print(f"  fault #{len(self.faults)}: {description}")
+
+    async def report(self, *, verify: bool = True) -> Report:
+        """Check (the workers must have stopped), print and record the figures."""
+        report = await self.checker.check(self.name, self.faults, self.started, verify=verify)
+        record_report(report, self.report_path)
+        return report
+
+
+def record_report(report: Report, path: Path) -> None:
+    """Print the figures and rewrite the run's JSON report with them."""
+    REPORTS.append({**report.as_dict(), "summary": report.summary()})
+    path.write_text(json.dumps(REPORTS, indent=2, default=str))
+    print(f"\n{report.summary()}\nreport: {path}")
+    for name in ("lost", "double_applied", "wrong_dead_letters", "counter_drift", "notes"):
+        if getattr(report, name):
+            print(f"  {name}: {getattr(report, name)[:10]}")
+
+
+def assert_clean(report: Report) -> None:
+    """The suite's verdict: nothing lost, nothing counted twice, nothing left behind."""
+    assert not report.lost, f"lost {len(report.lost)} confirmed events: {report.lost[:5]}"
+    assert not report.double_applied, f"applied twice: {report.double_applied[:5]}"
+    assert report.double_counted_tokens == 0, report.counter_drift[:5]
+    assert report.missing_tokens == 0, report.counter_drift[:5]
+    assert not report.counter_drift, report.counter_drift[:5]
+    assert not report.wrong_dead_letters, report.wrong_dead_letters[:5]
+    assert not any(report.left_in_queues.values()), report.left_in_queues
+    assert not report.verify.startswith("FAILED"), report.verify
+    assert report.ok
