@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(default=5, ge=0)
     """How long a batch waits to fill up before it is applied anyway."""
 
+    batch_concurrency: PositiveInt = 4
+    """Batches applied at the same time per process (each holds one database connection)."""
+
     heartbeat_s: int = Field(default=15, ge=1, le=60)
     """AMQP heartbeat; a dead link is noticed within about two of these."""
 

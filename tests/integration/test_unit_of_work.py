@@ -13,6 +13,7 @@ from worker.db.engine import create_session_factory
 from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
+from worker.service.rows import EventKey
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -38,7 +39,8 @@ async def test_an_exception_inside_the_unit_rolls_back(db, session_factory) -> N
     user_id = await create_user(db)
     with pytest.raises(RuntimeError):
         async with UnitOfWork(session_factory) as uow:
-            assert await uow.users.add_tokens(user_id, 500)
+            assert await uow.users.lock([user_id], []) == {user_id}
+            await uow.users.add_tokens({user_id: 500})
             raise RuntimeError("boom")
     assert await tokens_used(db, user_id) == 0
 
@@ -59,8 +61,9 @@ async def test_concurrent_increments_lose_nothing(db, session_factory) -> None:
 
     async def add(n: int) -> None:
         async with UnitOfWork(session_factory) as uow:
-            assert await uow.users.add_tokens(user_id, n)
+            await uow.users.lock([user_id], [])
             await asyncio.sleep(0)
+            await uow.users.add_tokens({user_id: n})
             await uow.commit()
 
     await asyncio.gather(*(add(n) for n in range(1, 41)))
@@ -70,14 +73,16 @@ async def test_concurrent_increments_lose_nothing(db, session_factory) -> None:
 async def test_counters_pass_two_to_the_thirty_one(db, session_factory) -> None:
     user_id = await create_user(db, tokens_used=2**31 - 10)
     async with UnitOfWork(session_factory) as uow:
-        await uow.users.add_tokens(user_id, 2**31 - 1)
+        await uow.users.lock([user_id], [])
+        await uow.users.add_tokens({user_id: 2**31 - 1})
         await uow.commit()
     assert await tokens_used(db, user_id) == 2**32 - 11
 
 
-async def test_add_tokens_reports_a_missing_user(session_factory) -> None:
+async def test_lock_reports_only_users_that_exist(db, session_factory) -> None:
+    present = await create_user(db)
     async with UnitOfWork(session_factory) as uow:
-        assert await uow.users.add_tokens(uuid.uuid4(), 1) is False
+        assert await uow.users.lock([uuid.uuid4(), present], [1, 2]) == {present}
 
 
 async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db, session_factory) -> None:
@@ -92,9 +97,10 @@ async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db, session_fac
             ),
             {"s": source, "e": event_id, "d": yesterday},
         )
+    old, new = EventKey(source, event_id, "usage.recorded"), EventKey(source, event_id + "-new", "usage.recorded")
     async with UnitOfWork(session_factory) as uow:
-        assert await uow.inbox.record(source=source, event_id=event_id, event_type="usage.recorded") is False
-        assert await uow.inbox.record(source=source, event_id=event_id + "-new", event_type="usage.recorded")
+        assert await uow.inbox.record_new([old, new]) == {new.pair}
+        assert await uow.inbox.seen([old, new]) == {old.pair, new.pair}
 
 
 @pytest.fixture

@@ -26,6 +26,10 @@ def make_settings(database_url: str, amqp_url: str, **overrides: object) -> Sett
         "shutdown_timeout_s": 10,
         "outage_probe_interval_s": 0.2,
         "log_format": "console",
+        # Several workers share this machine in tests: no fixed HTTP port unless a test asks.
+        "http_port": 0,
+        # The queue policy is applied by `worker policy apply`; tests that need it apply it.
+        "require_queue_policy": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -1,14 +1,16 @@
-"""In-memory fakes of the storage ports, for unit tests of handlers only."""
+"""In-memory fakes of the storage ports, for unit tests of the service layer only."""
 
 from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from worker.service.ports import AbstractUnitOfWork
+from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
 
 
 @dataclass
@@ -27,71 +29,83 @@ class FakeInbox:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def record(self, *, source: str, event_id: str, event_type: str, message_id: uuid.UUID | None = None) -> bool:
-        if (source, event_id) in self.state.inbox or message_id in self.state.messages:
-            return False
-        self.state.inbox.add((source, event_id))
-        return True
+    def _seen(self, key: EventKey) -> bool:
+        return key.pair in self.state.inbox or key.message_id in self.state.messages
+
+    async def record_new(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
+        fresh = {k.pair for k in keys if not self._seen(k)}
+        self.state.inbox |= fresh
+        return fresh
+
+    async def seen(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
+        return {k.pair for k in keys if self._seen(k)}
 
 
 class FakeUsers:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def add_tokens(self, user_id: uuid.UUID, tokens: int) -> bool:
-        if user_id not in self.state.users:
-            return False
-        self.state.users[user_id] += tokens
-        return True
+    async def lock(self, user_ids: Sequence[uuid.UUID], key_hashes: Sequence[int]) -> set[uuid.UUID]:
+        return {u for u in user_ids if u in self.state.users}
+
+    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None:
+        for user, tokens in tokens_by_user.items():
+            self.state.users[user] += tokens
 
 
 class FakeConversations:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def upsert_with_tokens(self, *, conversation_id, user_id, model, tokens, at, title=None, touch=False) -> bool:
-        existing = self.state.conversations.get(conversation_id)
-        if existing is None:
-            self.state.conversations[conversation_id] = {
-                "user_id": user_id, "model": model, "title": title, "total_tokens": tokens, "updated_at": at,
-            }
-            return True
-        if existing["user_id"] != user_id:
-            return False
-        existing["total_tokens"] += tokens
-        existing["title"] = existing["title"] or title
-        if touch:
-            existing["updated_at"] = max(existing["updated_at"], at)
-        return True
+    async def lock_owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        return {c: self.state.conversations[c]["user_id"] for c in conversation_ids if c in self.state.conversations}
+
+    async def grow(self, deltas: Sequence[ConversationDelta]) -> None:
+        for delta in deltas:
+            row = self.state.conversations[delta.id]
+            row["total_tokens"] += delta.tokens
+            row["title"] = row["title"] or delta.title
+            if delta.touch_at is not None:
+                row["updated_at"] = max(row["updated_at"], delta.touch_at)
+
+    async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
+        for new in conversations:
+            row = asdict(new)
+            row["total_tokens"] = row.pop("tokens")
+            self.state.conversations[new.id] = row
+        return {c.id for c in conversations}
 
 
 class FakeMessages:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def add_if_new(self, values: dict[str, Any]) -> bool:
-        if values["id"] in self.state.messages:
-            return False
-        self.state.messages[values["id"]] = values
-        return True
+    async def add_all(self, messages: Sequence[MessageRow]) -> set[uuid.UUID]:
+        stored = set()
+        for message in messages:
+            if message.id not in self.state.messages:
+                self.state.messages[message.id] = asdict(message)
+                stored.add(message.id)
+        return stored
 
 
 class FakeUsageRecords:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def add_values(self, values: dict[str, Any]) -> None:
-        self.state.usage_records.append(values)
+    async def add_all(self, records: Sequence[UsageRow]) -> None:
+        self.state.usage_records.extend(asdict(r) for r in records)
 
 
 class FakeApiKeys:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def touch(self, key_id: uuid.UUID, user_id: uuid.UUID, at: datetime) -> None:
-        key = self.state.api_keys.get(key_id)
-        if key and key["user_id"] == user_id and (key["last_used_at"] is None or key["last_used_at"] < at):
-            key["last_used_at"] = at
+    async def touch(self, uses: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]) -> None:
+        for key_id, user_id, at in uses:
+            key = self.state.api_keys.get(key_id)
+            if key and key["user_id"] == user_id and (key["last_used_at"] is None or key["last_used_at"] < at):
+                key["last_used_at"] = at
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):

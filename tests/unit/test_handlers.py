@@ -1,4 +1,4 @@
-"""Handlers apply the contract's effects all-or-nothing (against in-memory fakes)."""
+"""The service layer applies the contract's effects all-or-nothing per event (against in-memory fakes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, UnknownUser
-from worker.service.handlers import HANDLERS
+from worker.service.batch import apply_batch
 from worker.service.outcomes import Outcome
 
 from tests.support.events import body, message_created, usage_recorded
@@ -25,9 +25,16 @@ def decoded(event: dict) -> Event:
 
 
 async def apply(store: FakeStore, event: dict) -> tuple[Outcome, FakeUnitOfWork]:
+    """Apply one event as a batch of one; raise its failure like the worker would settle it."""
     uow = FakeUnitOfWork(store)
-    parsed = decoded(event)
-    return await HANDLERS[parsed.type](parsed, uow), uow
+    [result] = await apply_batch([decoded(event)], uow)
+    if isinstance(result, Exception):
+        raise result
+    return result, uow
+
+
+async def apply_many(store: FakeStore, events: list[dict]) -> list:
+    return await apply_batch([decoded(e) for e in events], FakeUnitOfWork(store))
 
 
 @pytest.fixture
@@ -116,3 +123,58 @@ async def test_another_users_api_key_is_stored_but_not_touched(store, user) -> N
     store.api_keys[key] = {"user_id": uuid.uuid4(), "last_used_at": None}
     await apply(store, usage_recorded(user, api_key_id=key))
     assert store.api_keys[key]["last_used_at"] is None and store.users[user] == 100
+
+
+async def test_a_batch_sums_counters_and_isolates_failing_events(store, user) -> None:
+    stranger, conversation = uuid.uuid4(), str(uuid.uuid4())
+    events = [
+        message_created(user, conversation_id=conversation, prompt_tokens=1, completion_tokens=0),
+        message_created(stranger, prompt_tokens=50),
+        usage_recorded(user, conversation_id=conversation, prompt_tokens=2),
+        message_created(user, conversation_id=conversation, prompt_tokens=4, completion_tokens=0),
+    ]
+    results = await apply_many(store, events)
+    assert results[0] is Outcome.APPLIED and results[2] is Outcome.APPLIED and results[3] is Outcome.APPLIED
+    assert isinstance(results[1], UnknownUser)
+    assert store.users[user] == 7
+    assert store.conversations[uuid.UUID(conversation)]["total_tokens"] == 7
+
+
+async def test_duplicates_inside_one_batch_count_once(store, user) -> None:
+    event = message_created(user, prompt_tokens=3, completion_tokens=0)
+    same_message = message_created(user, message_id=event["data"]["message_id"], prompt_tokens=3, completion_tokens=0)
+    results = await apply_many(store, [event, event, same_message])
+    assert results == [Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert store.users[user] == 3 and len(store.messages) == 1
+
+
+async def test_a_new_conversation_belongs_to_the_first_user_in_the_batch(store, user) -> None:
+    other, conversation = uuid.uuid4(), str(uuid.uuid4())
+    store.users[other] = 0
+    results = await apply_many(
+        store, [message_created(user, conversation_id=conversation), message_created(other, conversation_id=conversation)]
+    )
+    assert results[0] is Outcome.APPLIED
+    assert isinstance(results[1], EventRejected) and results[1].reason is Reason.CONVERSATION_OWNER_MISMATCH
+    assert store.users[other] == 0
+
+
+async def test_updated_at_moves_forward_to_the_latest_message_only(store, user) -> None:
+    conversation = str(uuid.uuid4())
+    late, early = "2026-11-28T09:00:00Z", "2026-11-28T08:00:00Z"
+    await apply_many(store, [message_created(user, conversation_id=conversation, created_at=late)])
+    await apply_many(
+        store,
+        [
+            message_created(user, conversation_id=conversation, created_at=early),
+            usage_recorded(user, conversation_id=conversation),
+        ],
+    )
+    assert store.conversations[uuid.UUID(conversation)]["updated_at"] == datetime(2026, 11, 28, 9, tzinfo=UTC)
+
+
+async def test_a_refused_event_seen_before_is_a_duplicate(store, user) -> None:
+    event = usage_recorded(user)
+    await apply_many(store, [event])
+    del store.users[user]
+    assert await apply_many(store, [event]) == [Outcome.DUPLICATE]

@@ -1,9 +1,15 @@
-"""Consumes the worker queue: decode → apply → settle, one task per delivery, pausable and drainable."""
+"""Consumes the worker queue: buffer deliveries, apply them in micro-batches, settle each by its outcome.
+
+A delivery the broker marks as redelivered is applied on its own, so a message that
+kills the worker cannot drag healthy neighbours towards the queue's delivery limit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -11,40 +17,82 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
+from worker.contract.events import Event
 from worker.errors import EventRejected, RetryLater
-from worker.service.applier import ApplyFailed, EventApplier
+from worker.observability.metrics import Metrics
+from worker.service.applier import Applied, EventApplier
+from worker.service.outcomes import Outcome
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How deliveries are grouped into transactions."""
+
+    size: int = 1
+    wait_s: float = 0.005
+    concurrency: int = 4
+
+
+@dataclass
+class Delivery:
+    message: AbstractIncomingMessage
+    received: float = field(default_factory=time.perf_counter)
+
+
 class Consumer:
-    """Owns the consuming channel's subscription and the deliveries in flight on it."""
+    """Owns the consuming channel's subscription and every delivery received on it until settled."""
 
     def __init__(
-        self, channel: AbstractChannel, queue: AbstractQueue, applier: EventApplier, settler: Settler, limits: Limits
+        self,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+        applier: EventApplier,
+        settler: Settler,
+        limits: Limits,
+        metrics: Metrics,
+        batching: Batching,
     ) -> None:
         self.channel = channel
         self.queue = queue
         self.applier = applier
         self.settler = settler
         self.limits = limits
+        self.metrics = metrics
+        self.batching = batching
         self._consumer_tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._buffer: deque[Delivery] = deque()
+        self._solo: deque[Delivery] = deque()
+        self._arrived = asyncio.Event()
+        self._busy = 0
+        self._workers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
     @property
     def consuming(self) -> bool:
-        return self._consumer_tag is not None
+        """Subscribed on an open channel."""
+        return self._consumer_tag is not None and not self.channel.is_closed
+
+    @property
+    def workers_alive(self) -> bool:
+        return bool(self._workers) and not any(task.done() for task in self._workers)
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return len(self._buffer) + len(self._solo) + self._busy
 
     async def start(self) -> None:
-        """Subscribe (idempotent)."""
+        """Subscribe and start the batch workers (idempotent)."""
         async with self._lock:
+            if not self._workers:
+                self._workers = [
+                    asyncio.create_task(self._work(), name=f"batch-worker-{n}")
+                    for n in range(self.batching.concurrency)
+                ]
             if self._consumer_tag is None:
                 self._consumer_tag = await self.queue.consume(self._on_delivery)
+                self.metrics.consumer_restarts.inc()
                 log.info("consumer_started", queue=self.queue.name)
 
     async def stop(self) -> None:
@@ -63,57 +111,131 @@ class Consumer:
         await (self.start() if is_open else self.stop())
 
     async def drain(self, timeout_s: float) -> int:
-        """Stop consuming and wait for in-flight deliveries; return how many were left unfinished."""
+        """Stop consuming, finish what was received within `timeout_s`; return how many were left."""
         await self.stop()
-        if not self._in_flight:
-            return 0
-        _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
-        for task in pending:
-            # Cancelled work is never settled: the broker redelivers it after the channel closes.
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        left = self.in_flight
+        for task in self._workers:
+            # Cancelled work is never settled: the broker redelivers it once the channel closes.
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        return len(pending)
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        return left
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_flight.add(task)
-        try:
-            await self.handle(message)
-        except Exception:  # noqa: BLE001 - the worker keeps going; the delivery goes back
-            log.exception("delivery_failed_unexpectedly", delivery_tag=message.delivery_tag)
-            await self.settler.requeue(message)
-        finally:
-            self._in_flight.discard(task)
+        self.settler.received(message)
+        self.metrics.in_flight.inc()
+        if message.redelivered:
+            self.metrics.redeliveries.inc()
+            self._solo.append(Delivery(message))
+        else:
+            self._buffer.append(Delivery(message))
+        self._arrived.set()
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Process one delivery to the end: it is settled, or left for redelivery on shutdown."""
-        started = time.perf_counter()
-        attempts = prior_attempts(message)
-        fields: dict[str, object] = {"delivery_tag": message.delivery_tag}
-        try:
-            event = decode_event(message.body, message.content_type, datetime.now(UTC), self.limits)
-        except EventRejected as rejected:
-            outcome = await self.settler.dead_letter(message, rejected.reason, rejected.detail, attempts + 1)
-            self._log(outcome, started, attempts + 1, reason=str(rejected.reason), detail=rejected.detail, **fields)
-            return
-        fields.update(event_id=event.id, source=event.source, type=event.type)
-        try:
-            applied = await self.applier.apply(event)
-        except ApplyFailed as failed:
-            attempts += failed.tries
-            error = failed.error
-            if isinstance(error, RetryLater):
-                outcome = await self.settler.retry(message, error, attempts)
-            else:
-                outcome = await self.settler.dead_letter(message, error.reason, error.detail, attempts)
-            self._log(outcome, started, attempts, reason=str(error.reason), detail=error.detail, **fields)
-            return
-        acked = await self.settler.ack(message)
-        self._log(applied.outcome.value if acked else "ack_dropped", started, attempts + applied.tries, **fields)
+    async def _work(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._busy += len(batch)
+            try:
+                await self._process(batch)
+            except Exception:  # noqa: BLE001 - the worker keeps going; the deliveries go back
+                log.exception("batch_failed_unexpectedly", size=len(batch))
+                await asyncio.gather(*(self.settler.requeue(d.message) for d in batch))
+            finally:
+                self._busy -= len(batch)
+                self.metrics.in_flight.dec(len(batch))
 
-    @staticmethod
-    def _log(outcome: str, started: float, attempts: int, **fields: object) -> None:
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    async def _next_batch(self) -> list[Delivery]:
+        while not self._buffer and not self._solo:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._solo:
+            return [self._solo.popleft()]
+        batch = self._take(self.batching.size)
+        if len(batch) < self.batching.size and self.batching.wait_s > 0:
+            # Under light load, wait a moment for company rather than commit alone.
+            await asyncio.sleep(self.batching.wait_s)
+            batch += self._take(self.batching.size - len(batch))
+        return batch
+
+    def _take(self, limit: int) -> list[Delivery]:
+        taken = []
+        while self._buffer and len(taken) < limit:
+            taken.append(self._buffer.popleft())
+        return taken
+
+    async def _process(self, batch: list[Delivery]) -> None:
+        valid: list[tuple[Delivery, Event]] = []
+        settling = []
+        received_at = datetime.now(UTC)
+        for delivery in batch:
+            if delivery.message.channel.is_closed:
+                # Its channel died: the broker has already put it back for redelivery.
+                self.settler.forget(delivery.message)
+                continue
+            try:
+                event = decode_event(delivery.message.body, delivery.message.content_type, received_at, self.limits)
+            except EventRejected as rejected:
+                settling.append(self._dead_letter(delivery, None, rejected, prior_attempts(delivery.message) + 1))
+                continue
+            valid.append((delivery, event))
+        if valid:
+            results = await self.applier.apply([event for _, event in valid])
+            committed = [(d, e, a) for (d, e), a in zip(valid, results, strict=True) if a.settled_by_commit]
+            await self._ack_committed(committed)
+            for (delivery, event), applied in zip(valid, results, strict=True):
+                if not applied.settled_by_commit:
+                    settling.append(self._settle_failure(delivery, event, applied))
+        await asyncio.gather(*settling)
+
+    async def _ack_committed(self, committed: list[tuple[Delivery, Event, Applied]]) -> None:
+        if not committed:
+            return
+        acked = await self.settler.ack_many([d.message for d, _, _ in committed])
+        now = datetime.now(UTC)
+        for delivery, event, applied in committed:
+            assert isinstance(applied.result, Outcome)
+            outcome = applied.result.value if id(delivery.message) in acked else "ack_dropped"
+            if applied.result is Outcome.APPLIED:
+                self.metrics.tokens.labels(event.type).inc(event.data.total_tokens)
+                if event.published_at is not None:
+                    self.metrics.publish_to_commit_seconds.observe(max(0.0, (now - event.published_at).total_seconds()))
+            self._record(delivery, event, outcome, prior_attempts(delivery.message) + applied.tries)
+
+    async def _settle_failure(self, delivery: Delivery, event: Event, applied: Applied) -> None:
+        attempts = prior_attempts(delivery.message) + applied.tries
+        error = applied.result
+        if isinstance(error, RetryLater):
+            outcome = await self.settler.retry(delivery.message, error, attempts)
+            if outcome == "retried":
+                self.metrics.retries.labels(str(error.reason)).inc()
+            self._record(delivery, event, outcome, attempts, reason=str(error.reason), detail=error.detail)
+        else:
+            assert isinstance(error, EventRejected)
+            await self._dead_letter(delivery, event, error, attempts)
+
+    async def _dead_letter(self, delivery: Delivery, event: Event | None, error: EventRejected, attempts: int) -> None:
+        outcome = await self.settler.dead_letter(delivery.message, error.reason, error.detail, attempts)
+        if outcome == "dead_lettered":
+            self.metrics.dead_lettered.labels(str(error.reason)).inc()
+        self._record(delivery, event, outcome, attempts, reason=str(error.reason), detail=error.detail)
+
+    def _record(self, delivery: Delivery, event: Event | None, outcome: str, attempts: int, **extra: object) -> None:
+        """The one log line and the metrics of one settled event. Never its content."""
+        event_type = event.type if event is not None else "undecodable"
+        duration = time.perf_counter() - delivery.received
+        self.metrics.events.labels(event_type, outcome).inc()
+        self.metrics.processing_seconds.labels(event_type).observe(duration)
+        fields = {"event_id": event.id, "source": event.source, "type": event.type} if event is not None else {}
         level = "warning" if outcome in ("dead_lettered", "requeued", "ack_dropped") else "info"
-        getattr(log, level)("event", outcome=outcome, attempts=attempts, duration_ms=duration_ms, **fields)
+        getattr(log, level)(
+            "event",
+            outcome=outcome,
+            attempts=attempts,
+            duration_ms=round(duration * 1000, 2),
+            delivery_tag=delivery.message.delivery_tag,
+            **fields,
+            **extra,
+        )

@@ -65,21 +65,54 @@ class RetrySchedules:
 
 
 class Settler:
-    """Settles deliveries of one consuming channel."""
+    """Settles deliveries; tracks which are unsettled per channel so that one multiple-ack can
+    cover a batch only when every lower delivery tag on that channel is settled too."""
 
     def __init__(self, publisher: ConfirmedPublisher, schedules: RetrySchedules) -> None:
         self.publisher = publisher
         self.schedules = schedules
+        self._unsettled: dict[int, set[int]] = {}
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        self._unsettled.setdefault(id(message.channel), set()).add(message.delivery_tag)
+
+    def forget(self, message: AbstractIncomingMessage) -> None:
+        """The delivery is settled (or void, its channel gone)."""
+        tags = self._unsettled.get(id(message.channel))
+        if tags is not None:
+            tags.discard(message.delivery_tag)
+            if not tags:
+                del self._unsettled[id(message.channel)]
 
     async def ack(self, message: AbstractIncomingMessage) -> bool:
         """Acknowledge; False when the delivery's channel is gone (the broker will redeliver)."""
-        try:
-            await message.ack()
-        except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked
-            # NOTE: a delivery tag belongs to its channel; it is never re-sent on a new one.
-            log.warning("ack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
-            return False
-        return True
+        self.forget(message)
+        return await _ack(message, multiple=False)
+
+    async def ack_many(self, messages: list[AbstractIncomingMessage]) -> set[int]:
+        """Acknowledge committed deliveries, with one multiple-ack per channel where that is exact.
+
+        Returns the `id()` of each message whose acknowledgement was sent.
+        """
+        by_channel: dict[int, list[AbstractIncomingMessage]] = {}
+        for message in messages:
+            by_channel.setdefault(id(message.channel), []).append(message)
+        acked: set[int] = set()
+        for channel_id, group in by_channel.items():
+            tags = {m.delivery_tag for m in group}
+            top = max(group, key=lambda m: m.delivery_tag)
+            unsettled = self._unsettled.get(channel_id, set())
+            covers_exactly = all(tag in tags for tag in unsettled if tag <= top.delivery_tag)
+            for message in group:
+                self.forget(message)
+            if covers_exactly and len(group) > 1:
+                if await _ack(top, multiple=True):
+                    acked.update(id(m) for m in group)
+                continue
+            for message in group:
+                if await _ack(message, multiple=False):
+                    acked.add(id(message))
+        return acked
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str, attempts: int) -> str:
         """Publish the original body to the dead-letter queue with the reason, then ack."""
@@ -114,11 +147,22 @@ class Settler:
 
     async def requeue(self, message: AbstractIncomingMessage) -> None:
         """Hand the delivery back to the broker (after a pause, so a broken path cannot spin)."""
+        self.forget(message)
         await asyncio.sleep(REQUEUE_PAUSE_S)
         try:
             await message.nack(requeue=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("nack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+
+
+async def _ack(message: AbstractIncomingMessage, *, multiple: bool) -> bool:
+    try:
+        await message.ack(multiple=multiple)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked
+        # NOTE: a delivery tag belongs to its channel; it is never re-sent on a new one.
+        log.warning("ack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+        return False
+    return True
 
 
 def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:

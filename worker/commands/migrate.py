@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
 
 from worker.commands import inbox
+from worker.db.migrations import alembic_config
 from worker.settings import Settings
-
-
-def alembic_config(database_url: str) -> Config:
-    """Alembic config of this checkout (alembic.ini beside the package, or in the working directory)."""
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
-        ini = base / "alembic.ini"
-        if ini.is_file():
-            config = Config(str(ini))
-            config.attributes["database_url"] = database_url
-            config.attributes["configure_logging"] = False
-            return config
-    raise FileNotFoundError("alembic.ini not found beside the worker package or in the working directory")
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

@@ -52,7 +52,12 @@ def decode_event(body: bytes, content_type: str | None, received_at: datetime, l
         if len(data.content.encode("utf-8")) > limits.max_content_bytes:
             raise EventRejected(Reason.INVALID_EVENT, f"data.content is over {limits.max_content_bytes} bytes")
     return Event(
-        id=envelope.id, source=envelope.source, type=envelope.type, time=envelope.time or received_at, data=data
+        id=envelope.id,
+        source=envelope.source,
+        type=envelope.type,
+        time=envelope.time or received_at,
+        data=data,
+        published_at=envelope.time,
     )
 
 

@@ -111,3 +111,5 @@ class Event(BaseModel):
     time: datetime
     """The envelope `time`, or the receive time when the gateway sent none."""
     data: EventData
+    published_at: datetime | None = None
+    """The envelope `time` as sent (None when absent): the start of publish-to-commit latency."""

@@ -1,21 +1,22 @@
-"""Composition root: wires settings into engine, broker, consumer; runs until a stop signal."""
+"""Composition root: wires settings into engine, broker, consumer and HTTP; runs until a stop signal."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
-from worker.broker.consumer import Consumer
+from worker.broker.consumer import Batching, Consumer
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
@@ -23,12 +24,18 @@ from worker.contract.decoding import Limits
 from worker.db.engine import create_engine, create_session_factory
 from worker.db.failures import sqlstate_of
 from worker.db.inbox_partitions import maintain_partitions
+from worker.db.migrations import current_revision, expected_head
 from worker.db.unit_of_work import UnitOfWork
+from worker.observability.health import Health
+from worker.observability.http import build_app, serve
+from worker.observability.metrics import Metrics
 from worker.runtime.gate import DependencyGate
+from worker.runtime.watchdog import ConsumerWatchdog
 from worker.service.applier import EventApplier
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
+SCHEMA_POLL_S = 5.0
 
 
 def amqp_url(settings: Settings, connection_name: str) -> str:
@@ -68,20 +75,44 @@ async def _try_inbox_partitions(engine: AsyncEngine, settings: Settings) -> None
         log.info("inbox_partitions_left_to_maintenance_job", reason="no privilege to create partitions")
 
 
+async def wait_for_schema(engine: AsyncEngine, stopping: asyncio.Event | None = None) -> None:
+    """Wait until the database is at the Alembic head this build expects (a rollout may migrate later)."""
+    head, warned = expected_head(), False
+    while True:
+        async with engine.connect() as conn:
+            revision = await current_revision(conn)
+        if revision == head:
+            return
+        if not warned:
+            log.error("schema_behind", database_revision=revision, expected_revision=head)
+            warned = True
+        if stopping is not None and stopping.is_set():
+            raise RuntimeError("stopped while waiting for the schema")
+        await asyncio.sleep(SCHEMA_POLL_S)
+
+
 @dataclass
 class Worker:
-    """A running worker: what `run_worker` builds and tears down."""
+    """A running worker: what `start_worker` builds and `stop_worker` tears down."""
 
+    settings: Settings
     engine: AsyncEngine
     connection: AbstractRobustConnection
     consumer: Consumer
     gate: DependencyGate
+    metrics: Metrics
+    health: Health
+    draining: bool = False
+    http: web.AppRunner | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def start_worker(settings: Settings) -> Worker:
-    """Connect, declare the topology and start consuming."""
+async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    """Connect, check the schema, declare the topology, serve HTTP and start consuming."""
+    metrics = metrics or Metrics()
     engine = create_engine(settings)
     try:
+        await wait_for_schema(engine)
         await _try_inbox_partitions(engine, settings)
         session_factory = create_session_factory(engine)
 
@@ -90,50 +121,121 @@ async def start_worker(settings: Settings) -> Worker:
                 await conn.execute(text("SELECT 1"))
 
         gate = DependencyGate(probe, settings.outage_probe_interval_s)
+        gate.on_change(lambda is_open: _count_outage(metrics, is_open))
         applier = EventApplier(
-            lambda: UnitOfWork(session_factory), gate, settings.retry_in_place, settings.retry_backoff_ms
+            lambda: UnitOfWork(session_factory),
+            gate,
+            settings.retry_in_place,
+            settings.retry_backoff_ms,
+            on_batch=metrics.batch_size.observe,
         )
         connection = await connect_broker(settings, "llm-persistence-worker")
     except BaseException:
         await engine.dispose()
         raise
     try:
+        connection.reconnect_callbacks.add(lambda *_: metrics.broker_reconnects.inc())
         schedules = RetrySchedules(transient=settings.retry_delays_s, unknown_user=settings.unknown_user_delays_s)
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare_topology(channel, schedules.all_delays())
         publisher = ConfirmedPublisher(await open_publisher_channel(connection), settings.publish_timeout_s)
-        limits = Limits(settings.max_body_bytes, settings.max_content_bytes)
-        consumer = Consumer(channel, topology.worker_queue, applier, Settler(publisher, schedules), limits)
+        consumer = Consumer(
+            channel,
+            topology.worker_queue,
+            applier,
+            Settler(publisher, schedules),
+            Limits(settings.max_body_bytes, settings.max_content_bytes),
+            metrics,
+            Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.batch_concurrency),
+        )
         gate.on_change(consumer.on_gate_change)
+        worker = Worker(settings, engine, connection, consumer, gate, metrics, Health())
+        _wire_health(worker)
+        if settings.http_port:
+            worker.http = await serve(build_app(worker.health, metrics), settings.http_port)
         await consumer.start()
+        worker.background.append(asyncio.create_task(_sample_pool(worker), name="pool-sampler"))
     except BaseException:
         await connection.close()
         await engine.dispose()
         raise
-    return Worker(engine, connection, consumer, gate)
+    return worker
 
 
-async def stop_worker(worker: Worker, settings: Settings) -> None:
-    """Drain in-flight deliveries within the shutdown timeout, then close everything."""
+def _wire_health(worker: Worker) -> None:
+    consumer, gate = worker.consumer, worker.gate
+    worker.health.liveness["event_loop"] = lambda: True
+    worker.health.liveness["consumer_tasks"] = lambda: worker.draining or consumer.workers_alive
+    worker.health.readiness["not_draining"] = lambda: not worker.draining
+    worker.health.readiness["database"] = lambda: gate.is_open
+    worker.health.readiness["broker"] = lambda: not worker.connection.is_closed
+    worker.health.readiness["consuming"] = lambda: consumer.consuming
+
+
+async def _count_outage(metrics: Metrics, is_open: bool) -> None:
+    if not is_open:
+        metrics.outages.labels("database").inc()
+
+
+async def _sample_pool(worker: Worker) -> None:
+    pool = worker.engine.pool
+    while True:
+        in_use = pool.checkedout()  # type: ignore[attr-defined]
+        worker.metrics.db_pool_in_use.set(in_use)
+        if in_use >= worker.settings.db_pool_size + worker.settings.db_max_overflow:
+            worker.metrics.db_pool_waits.inc()
+        await asyncio.sleep(1.0)
+
+
+async def stop_worker(worker: Worker, settings: Settings) -> int:
+    """Drain in-flight deliveries within the shutdown timeout, then close everything.
+
+    Returns how many deliveries were left unacknowledged (they will be redelivered).
+    """
+    worker.draining = True
     left = await worker.consumer.drain(settings.shutdown_timeout_s)
     if left:
         log.warning("shutdown_left_unacknowledged", deliveries=left)
+    for task in worker.background:
+        task.cancel()
+    await asyncio.gather(*worker.background, return_exceptions=True)
     await worker.gate.stop()
     await worker.connection.close()
+    if worker.http is not None:
+        await worker.http.cleanup()
     await worker.engine.dispose()
+    return left
 
 
 async def run_worker(settings: Settings) -> int:
-    """Consume until SIGTERM or SIGINT; exit code 0 after a clean drain."""
+    """Consume until SIGTERM or SIGINT (exit 0 after draining) or until the watchdog gives up (exit 1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = await start_worker(settings)
-    log.info("worker_started", prefetch=settings.prefetch, pool_size=settings.db_pool_size)
-    await stop.wait()
+    watchdog = ConsumerWatchdog(
+        lambda: worker.consumer.consuming or not worker.gate.is_open or worker.draining,
+        settings.consumer_watchdog_s,
+    )
+    watch = asyncio.create_task(watchdog.run(), name="consumer-watchdog")
+    log.info(
+        "worker_started",
+        prefetch=settings.prefetch,
+        pool_size=settings.db_pool_size,
+        batch_size=settings.batch_size,
+        http_port=settings.http_port,
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopped, watch}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if watch.done() and not stopped.done():
+        log.error("consumer_not_restored", watchdog_s=settings.consumer_watchdog_s)
+        code = 1
+    watch.cancel()
+    stopped.cancel()
     log.info("worker_stopping", in_flight=worker.consumer.in_flight)
     await stop_worker(worker, settings)
-    log.info("worker_stopped")
-    return 0
+    log.info("worker_stopped", exit_code=code)
+    return code

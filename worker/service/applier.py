@@ -1,38 +1,40 @@
-"""Applies one event through its handler: in-place retries for transient errors, waiting out outages."""
+"""Applies batches with the contract's retry rules: conflicts again at once, transient errors in place
+with jittered backoff, failing batches split until the bad event stands alone, outages waited out."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.contract.events import Event
 from worker.db.failures import classify
 from worker.errors import EventRejected, Outage, RetryLater
 from worker.runtime.gate import DependencyGate
-from worker.service.handlers import HANDLERS
+from worker.service.batch import Result, apply_batch
+from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork
 
-
-class ApplyFailed(Exception):
-    """The event was not applied; `error` says why and `tries` how often it was tried."""
-
-    def __init__(self, error: EventRejected | RetryLater, tries: int) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.tries = tries
+# A conflict means another worker committed first; the next try sees its rows.
+CONFLICT_RETRIES = 5
 
 
-@dataclass
+@dataclass(frozen=True)
 class Applied:
-    outcome: Outcome
+    """One event's result and how many times it was tried in this delivery."""
+
+    result: Result
     tries: int
+
+    @property
+    def settled_by_commit(self) -> bool:
+        return isinstance(self.result, Outcome)
 
 
 class EventApplier:
-    """Runs the handler for an event type in a fresh Unit of Work per try."""
+    """Runs `apply_batch` in a fresh Unit of Work per try."""
 
     def __init__(
         self,
@@ -40,34 +42,52 @@ class EventApplier:
         gate: DependencyGate,
         retries_in_place: int,
         backoff_ms: int,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.gate = gate
         self.retries_in_place = retries_in_place
         self.backoff_ms = backoff_ms
+        self.on_batch = on_batch or (lambda size: None)
 
-    async def apply(self, event: Event) -> Applied:
-        """Apply the event, or raise `ApplyFailed`. Outages are waited out, not counted as tries."""
-        handler = HANDLERS[event.type]
+    async def apply(self, events: Sequence[Event]) -> list[Applied]:
+        """One `Applied` per event, in order. Outages are waited out and not counted as tries."""
         tries = 0
+        conflicts = 0
         while True:
             await self.gate.wait_open()
             tries += 1
             try:
-                return Applied(await handler(event, self.uow_factory()), tries)
-            except (EventRejected, RetryLater) as exc:
-                raise ApplyFailed(exc, tries) from None
+                results = await apply_batch(events, self.uow_factory())
+            except BatchConflict as exc:
+                conflicts += 1
+                if conflicts <= CONFLICT_RETRIES:
+                    continue
+                intent: Exception = exc
+            except (EventRejected, RetryLater) as exc:  # pragma: no cover - apply_batch reports these per event
+                intent = exc
             except Exception as exc:  # noqa: BLE001 - classified below
                 intent = classify(exc)
+            else:
+                self.on_batch(len(events))
+                return [Applied(result, tries) for result in results]
             if isinstance(intent, Outage):
                 tries -= 1
                 await self.gate.close(str(intent))
                 continue
+            if len(events) > 1:
+                return await self._isolate(events, tries)
             assert isinstance(intent, RetryLater)
             if tries > self.retries_in_place:
-                raise ApplyFailed(intent, tries)
+                return [Applied(intent, tries)]
             await asyncio.sleep(self._backoff(tries))
 
+    async def _isolate(self, events: Sequence[Event], tries: int) -> list[Applied]:
+        """Split a failing batch so that one bad event cannot hold back its neighbours."""
+        middle = len(events) // 2
+        halves = await asyncio.gather(self.apply(events[:middle]), self.apply(events[middle:]))
+        return [Applied(a.result, a.tries + tries) for half in halves for a in half]
+
     def _backoff(self, tries: int) -> float:
-        # Full jitter: concurrent workers that collided do not collide again in step.
+        # Full jitter: workers that collided once do not collide again in step.
         return random.uniform(0, self.backoff_ms * 2 ** (tries - 1)) / 1000

@@ -1,108 +1,136 @@
-"""Handlers: `apply_<event>(event, uow)`; each runs the contract's effects in one transaction.
+"""One handler per event type: what the event claims of the shared counters, and how its own rows are stored.
 
-Order inside the transaction: inbox record (duplicate check) → user counter (user check,
-locks the user row) → conversation upsert with its counter (owner check) → the event's
-own row → commit. The user row is always locked before any conversation row, so two
-transactions can never wait on each other in opposite orders.
+A new event type needs: its pydantic model (worker.contract.events), a handler here, its
+entry in `HANDLERS`, and its routing key (worker.contract.names). `worker.service.batch`
+does the rest — idempotency, user and owner checks, counters — the same way for every type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
 from worker.contract.events import Event, MessageCreatedData, UsageRecordedData
 from worker.contract.names import MESSAGE_CREATED, USAGE_RECORDED
-from worker.contract.reasons import Reason
-from worker.errors import EventRejected, UnknownUser
-from worker.service.outcomes import Outcome
+from worker.errors import TransientError
 from worker.service.ports import AbstractUnitOfWork
+from worker.service.rows import ConversationClaim, MessageRow, UsageRow
 
 UNKNOWN_MODEL = "unknown"
 
 
-async def apply_message_created(event: Event, uow: AbstractUnitOfWork) -> Outcome:
-    """Store a chat message, create or update its conversation, and count its tokens."""
-    data = event.data
-    assert isinstance(data, MessageCreatedData)
-    created_at = data.created_at or event.time
-    async with uow:
-        if not await uow.inbox.record(
-            source=event.source, event_id=event.id, event_type=event.type, message_id=data.message_id
-        ):
-            return Outcome.DUPLICATE
-        if not await uow.users.add_tokens(data.user_id, data.total_tokens):
-            raise UnknownUser()
-        if not await uow.conversations.upsert_with_tokens(
-            conversation_id=data.conversation_id,
-            user_id=data.user_id,
+class BatchConflict(TransientError):
+    """A concurrent transaction stored a row this batch assumed new: retry the batch at once."""
+
+
+class Handler(Protocol):
+    def user_id(self, event: Event) -> uuid.UUID: ...
+
+    def tokens(self, event: Event) -> int: ...
+
+    def message_id(self, event: Event) -> uuid.UUID | None: ...
+
+    def conversation(self, event: Event) -> ConversationClaim | None: ...
+
+    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None: ...
+
+
+class MessageCreatedHandler:
+    """`message.created`: a message row in its conversation."""
+
+    def user_id(self, event: Event) -> uuid.UUID:
+        return _message(event).user_id
+
+    def tokens(self, event: Event) -> int:
+        return _message(event).total_tokens
+
+    def message_id(self, event: Event) -> uuid.UUID | None:
+        return _message(event).message_id
+
+    def conversation(self, event: Event) -> ConversationClaim:
+        data = _message(event)
+        created_at = data.created_at or event.time
+        return ConversationClaim(
+            id=data.conversation_id,
             model=data.model or UNKNOWN_MODEL,
-            tokens=data.total_tokens,
-            at=created_at,
             title=data.conversation_title,
-            touch=True,
-        ):
-            raise _owner_mismatch()
-        if not await uow.messages.add_if_new(
-            {
-                "id": data.message_id,
-                "conversation_id": data.conversation_id,
-                "role": data.role,
-                "content": data.content,
-                "model": data.model,
-                "prompt_tokens": data.prompt_tokens,
-                "completion_tokens": data.completion_tokens,
-                "metadata": data.metadata,
-                "created_at": created_at,
-            }
-        ):
-            # The same message under another event id, committed while we were running.
-            return Outcome.DUPLICATE
-        await uow.commit()
-    return Outcome.APPLIED
-
-
-async def apply_usage_recorded(event: Event, uow: AbstractUnitOfWork) -> Outcome:
-    """Store a usage record and count its tokens for the user (and conversation, if any)."""
-    data = event.data
-    assert isinstance(data, UsageRecordedData)
-    async with uow:
-        if not await uow.inbox.record(source=event.source, event_id=event.id, event_type=event.type):
-            return Outcome.DUPLICATE
-        if not await uow.users.add_tokens(data.user_id, data.total_tokens):
-            raise UnknownUser()
-        if data.conversation_id is not None and not await uow.conversations.upsert_with_tokens(
-            conversation_id=data.conversation_id,
-            user_id=data.user_id,
-            model=data.model,
-            tokens=data.total_tokens,
-            at=event.time,
-        ):
-            raise _owner_mismatch()
-        await uow.usage_records.add_values(
-            {
-                "event_source": event.source,
-                "event_id": event.id,
-                "user_id": data.user_id,
-                "conversation_id": data.conversation_id,
-                "message_id": data.message_id,
-                "api_key_id": data.api_key_id,
-                "model": data.model,
-                "prompt_tokens": data.prompt_tokens,
-                "completion_tokens": data.completion_tokens,
-                "request_id": data.request_id,
-                "recorded_at": event.time,
-            }
+            at=created_at,
+            touch_at=created_at,
         )
-        if data.api_key_id is not None:
-            await uow.api_keys.touch(data.api_key_id, data.user_id, event.time)
-        await uow.commit()
-    return Outcome.APPLIED
+
+    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None:
+        rows = [
+            MessageRow(
+                id=data.message_id,
+                conversation_id=data.conversation_id,
+                role=data.role,
+                content=data.content,
+                model=data.model,
+                prompt_tokens=data.prompt_tokens,
+                completion_tokens=data.completion_tokens,
+                metadata=data.metadata,
+                created_at=data.created_at or event.time,
+            )
+            for event in events
+            for data in (_message(event),)
+        ]
+        stored = await uow.messages.add_all(rows)
+        if len(stored) != len(rows):
+            raise BatchConflict("a message was stored concurrently under another event id")
 
 
-def _owner_mismatch() -> EventRejected:
-    return EventRejected(Reason.CONVERSATION_OWNER_MISMATCH, "conversation_id belongs to another user")
+class UsageRecordedHandler:
+    """`usage.recorded`: a usage record, and the API key's `last_used_at`."""
+
+    def user_id(self, event: Event) -> uuid.UUID:
+        return _usage(event).user_id
+
+    def tokens(self, event: Event) -> int:
+        return _usage(event).total_tokens
+
+    def message_id(self, event: Event) -> uuid.UUID | None:
+        return None  # a reference only, never an identity
+
+    def conversation(self, event: Event) -> ConversationClaim | None:
+        data = _usage(event)
+        if data.conversation_id is None:
+            return None
+        return ConversationClaim(id=data.conversation_id, model=data.model, title=None, at=event.time, touch_at=None)
+
+    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None:
+        rows = [
+            UsageRow(
+                source=event.source,
+                event_id=event.id,
+                user_id=data.user_id,
+                conversation_id=data.conversation_id,
+                message_id=data.message_id,
+                api_key_id=data.api_key_id,
+                model=data.model,
+                prompt_tokens=data.prompt_tokens,
+                completion_tokens=data.completion_tokens,
+                request_id=data.request_id,
+                recorded_at=event.time,
+            )
+            for event in events
+            for data in (_usage(event),)
+        ]
+        await uow.usage_records.add_all(rows)
+        await uow.api_keys.touch([(r.api_key_id, r.user_id, r.recorded_at) for r in rows if r.api_key_id])
 
 
-HANDLERS: dict[str, Callable[[Event, AbstractUnitOfWork], Awaitable[Outcome]]] = {
-    MESSAGE_CREATED: apply_message_created,
-    USAGE_RECORDED: apply_usage_recorded,
+def _message(event: Event) -> MessageCreatedData:
+    assert isinstance(event.data, MessageCreatedData)
+    return event.data
+
+
+def _usage(event: Event) -> UsageRecordedData:
+    assert isinstance(event.data, UsageRecordedData)
+    return event.data
+
+
+HANDLERS: dict[str, Handler] = {
+    MESSAGE_CREATED: MessageCreatedHandler(),
+    USAGE_RECORDED: UsageRecordedHandler(),
 }

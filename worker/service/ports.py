@@ -1,48 +1,47 @@
-"""What handlers need from storage; the database adapter and the unit-test fakes both provide it."""
+"""What the service layer needs from storage; the database adapter and the unit-test fakes provide it."""
 
 from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
+
+from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
 
 
 class Inbox(Protocol):
-    async def record(
-        self, *, source: str, event_id: str, event_type: str, message_id: uuid.UUID | None = None
-    ) -> bool: ...
+    async def record_new(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]: ...
+
+    async def seen(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]: ...
 
 
 class Users(Protocol):
-    async def add_tokens(self, user_id: uuid.UUID, tokens: int) -> bool: ...
+    async def lock(self, user_ids: Sequence[uuid.UUID], key_hashes: Sequence[int]) -> set[uuid.UUID]: ...
+
+    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None: ...
 
 
 class Conversations(Protocol):
-    async def upsert_with_tokens(
-        self,
-        *,
-        conversation_id: uuid.UUID,
-        user_id: uuid.UUID,
-        model: str,
-        tokens: int,
-        at: datetime,
-        title: str | None = None,
-        touch: bool = False,
-    ) -> bool: ...
+    async def lock_owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]: ...
+
+    async def grow(self, deltas: Sequence[ConversationDelta]) -> None: ...
+
+    async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]: ...
 
 
 class Messages(Protocol):
-    async def add_if_new(self, values: dict[str, Any]) -> bool: ...
+    async def add_all(self, messages: Sequence[MessageRow]) -> set[uuid.UUID]: ...
 
 
 class UsageRecords(Protocol):
-    async def add_values(self, values: dict[str, Any]) -> None: ...
+    async def add_all(self, records: Sequence[UsageRow]) -> None: ...
 
 
 class ApiKeys(Protocol):
-    async def touch(self, key_id: uuid.UUID, user_id: uuid.UUID, at: datetime) -> None: ...
+    async def touch(self, uses: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]) -> None: ...
 
 
 class AbstractUnitOfWork(abc.ABC):

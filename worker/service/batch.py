@@ -1,0 +1,174 @@
+"""Applies a batch of events in one transaction, each event all-or-nothing.
+
+Steps, in lock order: idempotency keys and users (sorted) → conversations (sorted) →
+inbox → conversation and user counters (one increment per row with the batch's sum) →
+each type's own rows → commit. Events that fail a check (unknown user, another user's
+conversation) are left out of the writes and reported; they never fail their neighbours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from worker.contract.events import Event
+from worker.contract.reasons import Reason
+from worker.errors import EventRejected, RetryLater, UnknownUser
+from worker.service.handlers import HANDLERS, BatchConflict, Handler
+from worker.service.outcomes import Outcome
+from worker.service.ports import AbstractUnitOfWork
+from worker.service.rows import ConversationClaim, ConversationDelta, EventKey, NewConversation
+
+Result = Outcome | EventRejected | RetryLater
+
+
+def owner_mismatch() -> EventRejected:
+    return EventRejected(Reason.CONVERSATION_OWNER_MISMATCH, "conversation_id belongs to another user")
+
+
+@dataclass
+class _Plan:
+    """Per-batch bookkeeping, by position in the batch."""
+
+    events: Sequence[Event]
+    results: dict[int, Result] = field(default_factory=dict)
+    keys: dict[int, EventKey] = field(default_factory=dict)
+
+    def pending(self) -> list[int]:
+        return [i for i in range(len(self.events)) if i not in self.results]
+
+
+async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[Result]:
+    """Apply `events` in one Unit of Work; return one result per event, in order."""
+    plan = _Plan(events)
+    handlers: list[Handler] = [HANDLERS[event.type] for event in events]
+    _mark_duplicates_within_batch(plan, handlers)
+    async with uow:
+        candidates = plan.pending()
+        existing_users = await uow.users.lock(
+            [handlers[i].user_id(events[i]) for i in candidates], [plan.keys[i].lock_hash for i in candidates]
+        )
+        claims = {i: handlers[i].conversation(events[i]) for i in candidates}
+        owners = await uow.conversations.lock_owners(sorted({c.id for c in claims.values() if c is not None}))
+        refused = _check_users_and_owners(plan, handlers, candidates, existing_users, owners, claims)
+        fresh = await uow.inbox.record_new([plan.keys[i] for i in plan.pending()])
+        # A refused event that was applied before is a duplicate: the contract checks that first.
+        seen = await uow.inbox.seen([plan.keys[i] for i in refused]) if refused else set()
+        for i in refused:
+            if plan.keys[i].pair in seen:
+                plan.results[i] = Outcome.DUPLICATE
+        applied = []
+        for i in plan.pending():
+            if plan.keys[i].pair in fresh:
+                applied.append(i)
+                plan.results[i] = Outcome.APPLIED
+            else:
+                plan.results[i] = Outcome.DUPLICATE
+        if applied:
+            await _grow_counters(uow, plan, handlers, applied, owners, claims)
+            for event_type, handler in HANDLERS.items():
+                of_type = [events[i] for i in applied if events[i].type == event_type]
+                if of_type:
+                    await handler.store(of_type, uow)
+            await uow.commit()
+    return [plan.results[i] for i in range(len(events))]
+
+
+def _mark_duplicates_within_batch(plan: _Plan, handlers: list[Handler]) -> None:
+    seen_keys: set[tuple[str, str]] = set()
+    seen_messages: set[uuid.UUID] = set()
+    for i, event in enumerate(plan.events):
+        key = EventKey(event.source, event.id, event.type, handlers[i].message_id(event))
+        plan.keys[i] = key
+        if key.pair in seen_keys or (key.message_id is not None and key.message_id in seen_messages):
+            plan.results[i] = Outcome.DUPLICATE
+            continue
+        seen_keys.add(key.pair)
+        if key.message_id is not None:
+            seen_messages.add(key.message_id)
+
+
+def _check_users_and_owners(
+    plan: _Plan,
+    handlers: list[Handler],
+    candidates: list[int],
+    existing_users: set[uuid.UUID],
+    owners: dict[uuid.UUID, uuid.UUID],
+    claims: dict[int, ConversationClaim | None],
+) -> list[int]:
+    """Refuse events of unknown users and events on another user's conversation, in batch order."""
+    refused = []
+    owner_of = dict(owners)
+    for i in candidates:
+        user_id = handlers[i].user_id(plan.events[i])
+        claim = claims[i]
+        if user_id not in existing_users:
+            plan.results[i] = UnknownUser()
+        elif claim is not None and owner_of.setdefault(claim.id, user_id) != user_id:
+            plan.results[i] = owner_mismatch()
+        else:
+            continue
+        refused.append(i)
+    return refused
+
+
+async def _grow_counters(
+    uow: AbstractUnitOfWork,
+    plan: _Plan,
+    handlers: list[Handler],
+    applied: list[int],
+    owners: dict[uuid.UUID, uuid.UUID],
+    claims: dict[int, ConversationClaim | None],
+) -> None:
+    by_user: dict[uuid.UUID, int] = {}
+    deltas: dict[uuid.UUID, ConversationDelta] = {}
+    created: dict[uuid.UUID, NewConversation] = {}
+    for i in applied:
+        event, handler = plan.events[i], handlers[i]
+        user_id, tokens = handler.user_id(event), handler.tokens(event)
+        by_user[user_id] = by_user.get(user_id, 0) + tokens
+        claim = claims[i]
+        if claim is None:
+            continue
+        if claim.id in owners:
+            deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, tokens)
+        else:
+            created[claim.id] = _merge_new(created.get(claim.id), claim, user_id, tokens)
+    await uow.conversations.grow(sorted(deltas.values(), key=lambda d: d.id))
+    new = sorted(created.values(), key=lambda c: c.id)
+    if len(await uow.conversations.create(new)) != len(new):
+        raise BatchConflict("a conversation was created concurrently")
+    await uow.users.add_tokens(dict(sorted(by_user.items())))
+
+
+def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, tokens: int) -> ConversationDelta:
+    if delta is None:
+        return ConversationDelta(claim.id, tokens, claim.title, claim.touch_at)
+    return ConversationDelta(
+        claim.id, delta.tokens + tokens, delta.title or claim.title, _later(delta.touch_at, claim.touch_at)
+    )
+
+
+def _merge_new(
+    new: NewConversation | None, claim: ConversationClaim, user_id: uuid.UUID, tokens: int
+) -> NewConversation:
+    if new is None:
+        return NewConversation(claim.id, user_id, claim.model, claim.title, tokens, claim.at, claim.at)
+    return NewConversation(
+        new.id,
+        new.user_id,
+        new.model,
+        new.title or claim.title,
+        new.tokens + tokens,
+        new.created_at,
+        _later(new.updated_at, claim.touch_at) or new.updated_at,
+    )
+
+
+def _later(a, b):  # noqa: ANN001, ANN202 - datetimes or None
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
