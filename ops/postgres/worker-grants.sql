@@ -17,11 +17,12 @@ BEGIN;
 -- whatever a default privilege or an earlier version of this file granted is gone.
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"worker_role";
 
--- /readyz compares the schema's revision with the code's Alembic head.
+-- /readyz compares the schema's revision with the code's Alembic head (worker.db.migrations).
 GRANT SELECT (version_num) ON alembic_version TO :"worker_role";
 
--- InboxRepository.record: advisory lock, then INSERT … WHERE NOT EXISTS (a twin in
--- processed_events, or the message id already in messages) ON CONFLICT DO NOTHING.
+-- InboxRepository.record_new / seen: INSERT … SELECT … WHERE NOT EXISTS (a twin in
+-- processed_events, or the message id already in messages) ON CONFLICT DO NOTHING
+-- RETURNING source, event_id; advisory locks need no grant.
 GRANT SELECT (source, event_id), INSERT (source, event_id, event_type)
     ON processed_events TO :"worker_role";
 -- Existing daily partitions get what the owner's default privileges give new ones.
@@ -32,29 +33,31 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = 'public.processed_events'::regclass
 \gexec
 
--- UserRepository.add_tokens: UPDATE users SET tokens_used = tokens_used + n,
--- updated_at = updated_at WHERE id = … RETURNING id. Never email, password, tier or limit.
-GRANT SELECT (id, tokens_used, updated_at), UPDATE (tokens_used, updated_at)
-    ON users TO :"worker_role";
+-- UserRepository.lock: SELECT id … FOR NO KEY UPDATE (row locks need an UPDATE grant);
+-- add_tokens: UPDATE users SET tokens_used = tokens_used + d.tokens WHERE id = d.id.
+-- Never email, password, tier or limit.
+GRANT SELECT (id, tokens_used), UPDATE (tokens_used) ON users TO :"worker_role";
 
--- ConversationRepository.upsert_with_tokens: INSERT … ON CONFLICT (id) DO UPDATE SET
--- total_tokens, title, updated_at WHERE conversations.user_id = excluded.user_id RETURNING id.
+-- ConversationRepository.lock_owners: SELECT id, user_id … FOR NO KEY UPDATE; grow: UPDATE
+-- SET total_tokens, title, updated_at from their current values; create: INSERT … ON
+-- CONFLICT (id) DO NOTHING RETURNING id.
 GRANT SELECT (id, user_id, title, total_tokens, updated_at),
       INSERT (id, user_id, model, title, total_tokens, created_at, updated_at),
       UPDATE (title, total_tokens, updated_at)
     ON conversations TO :"worker_role";
 
--- MessageRepository.add_if_new: INSERT … ON CONFLICT (id) DO NOTHING RETURNING id.
+-- MessageRepository.add_all: INSERT … ON CONFLICT (id) DO NOTHING RETURNING id; the inbox
+-- looks messages up by id.
 GRANT SELECT (id),
       INSERT (id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at)
     ON messages TO :"worker_role";
 
--- UsageRecordRepository.add_values: a plain INSERT (the id is generated client-side).
+-- UsageRecordRepository.add_all: a plain INSERT (id from gen_random_uuid()).
 GRANT INSERT (id, event_source, event_id, user_id, conversation_id, message_id, api_key_id,
               model, prompt_tokens, completion_tokens, request_id, recorded_at)
     ON usage_records TO :"worker_role";
 
--- ApiKeyRepository.touch: UPDATE api_keys SET last_used_at WHERE id, user_id and an
--- older last_used_at.
+-- ApiKeyRepository.touch: UPDATE api_keys SET last_used_at WHERE id, user_id and an older
+-- last_used_at.
 GRANT SELECT (id, user_id, last_used_at), UPDATE (last_used_at) ON api_keys TO :"worker_role";
 COMMIT;
