@@ -30,7 +30,11 @@ class ManagementClient:
     def __init__(self, management_url: str, vhost: str, timeout_s: float = 10.0) -> None:
         url = URL(management_url)
         # Credentials travel as a header only; the URL kept here (and in errors) has none.
-        self._auth = aiohttp.BasicAuth(unquote(url.raw_user or ""), unquote(url.raw_password or "")) if url.raw_user else None
+        self._headers = (
+            {"Authorization": aiohttp.encode_basic_auth(unquote(url.raw_user), unquote(url.raw_password or ""))}
+            if url.raw_user
+            else {}
+        )
         self._base = str(url.origin()) + url.raw_path.rstrip("/") + "/api"
         self._vhost = quote(vhost, safe="")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -42,13 +46,18 @@ class ManagementClient:
         return cls(settings.amqp_management_url, vhost_of(settings.amqp_url))
 
     async def __aenter__(self) -> ManagementClient:
-        self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def broker_version(self) -> str:
+        """The RabbitMQ version, e.g. `3.10.8` (some policy fields depend on it)."""
+        overview = await self._request("GET", "overview") or {}
+        return str(overview.get("rabbitmq_version", ""))
 
     async def get_queue(self, name: str) -> dict[str, Any] | None:
         """The queue's management record, or None when it does not exist."""
@@ -66,10 +75,10 @@ class ManagementClient:
         """Remove a policy; no error when it is not defined."""
         await self._request("DELETE", "policies", name)
 
-    async def _request(self, method: str, collection: str, name: str, body: Any = None) -> Any:
+    async def _request(self, method: str, collection: str, name: str | None = None, body: Any = None) -> Any:
         if self._session is None:
             raise RuntimeError("ManagementClient is used outside `async with`")
-        path = f"/{collection}/{self._vhost}/{quote(name, safe='')}"
+        path = f"/{collection}" if name is None else f"/{collection}/{self._vhost}/{quote(name, safe='')}"
         try:
             # encoded=True: the vhost `/` must stay `%2F`, not become a path separator.
             async with self._session.request(method, URL(self._base + path, encoded=True), json=body) as response:

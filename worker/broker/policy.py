@@ -18,6 +18,7 @@ from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 from worker.settings import Settings
 
 MIN_DELIVERY_LIMIT = 20
+QUORUM_APPLY_TO_SINCE = (3, 12)
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,20 @@ class QueuePolicy:
     priority: int
     definition: dict[str, Any]
 
-    def body(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "apply-to": self.apply_to, "priority": self.priority, "definition": self.definition}
+    def body(self, broker_version: str | None = None) -> dict[str, Any]:
+        """The management API's JSON; `broker_version` adapts it to brokers older than 3.12."""
+        return {
+            "pattern": self.pattern,
+            "apply-to": self.apply_to_on(broker_version),
+            "priority": self.priority,
+            "definition": self.definition,
+        }
+
+    def apply_to_on(self, broker_version: str | None) -> str:
+        """`quorum_queues` exists since RabbitMQ 3.12; before, `queues` (the pattern names one quorum queue anyway)."""
+        if self.apply_to == "quorum_queues" and broker_version and _version(broker_version) < QUORUM_APPLY_TO_SINCE:
+            return "queues"
+        return self.apply_to
 
 
 WORKER_QUEUE_POLICY = QueuePolicy(
@@ -85,7 +98,7 @@ class PolicyStatus:
 async def apply_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> None:
     """Create or replace the policy in the worker's vhost (idempotent)."""
     async with ManagementClient.from_settings(settings) as api:
-        await api.put_policy(policy.name, policy.body())
+        await api.put_policy(policy.name, policy.body(await api.broker_version()))
 
 
 async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> PolicyStatus:
@@ -94,7 +107,8 @@ async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_PO
     A fresh policy takes a moment to reach a queue: poll this rather than expect it at once.
     """
     async with ManagementClient.from_settings(settings) as api:
-        defined = _defined_as_expected(await api.get_policy(policy.name), policy)
+        expected = policy.body(await api.broker_version())
+        defined = _defined_as_expected(await api.get_policy(policy.name), expected)
         queue = await api.get_queue(WORKER_QUEUE)
     if queue is None:
         return PolicyStatus(defined=defined, queue_exists=False, in_force=False)
@@ -108,12 +122,13 @@ async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_PO
     return PolicyStatus(defined, True, in_force, effective_name, mismatches)
 
 
-def _defined_as_expected(record: dict[str, Any] | None, policy: QueuePolicy) -> bool:
-    if record is None:
-        return False
-    return (
-        record.get("pattern") == policy.pattern
-        and record.get("apply-to") == policy.apply_to
-        and record.get("priority") == policy.priority
-        and record.get("definition") == policy.definition
-    )
+def _defined_as_expected(record: dict[str, Any] | None, expected: dict[str, Any]) -> bool:
+    return record is not None and all(record.get(key) == value for key, value in expected.items())
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

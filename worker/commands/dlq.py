@@ -1,10 +1,11 @@
 """`worker dlq stats|peek|replay|discard`: operate the dead-letter queue (docs/DEAD_LETTERS.md).
 
-Every command reads the queue the same way: basic.get with manual acknowledgement, at
-most as many messages as the queue held when the command started. What a command keeps
-stays unacknowledged on its channel until the scan ends and is then returned in one
-`nack(multiple, requeue)`, so the queue keeps its content and order, and no run can see
-a message twice (a quorum queue hands returned messages out first).
+Every command reads the queue the same way: basic.get with manual acknowledgement of
+exactly as many messages as the queue held when the command started (the whole queue,
+even for `peek -n 1`). What a command keeps stays unacknowledged on its channel until the
+scan ends and is then returned in one `nack(multiple, requeue)`. A quorum queue puts
+returned messages at its tail, so returning the whole queue at once, in delivery order,
+leaves content and order as they were, and no run ever meets a message it put back.
 """
 
 from __future__ import annotations
@@ -185,9 +186,13 @@ class DeadLetterQueue:
         finally:
             await self.connection.close()
 
-    async def scan(self, limit: int | None = None) -> AsyncIterator[AbstractIncomingMessage]:
-        """The messages that were in the queue at the start (at most `limit`), each once, head first."""
-        for _ in range(self.depth if limit is None else min(self.depth, limit)):
+    async def scan(self) -> AsyncIterator[AbstractIncomingMessage]:
+        """The messages that were in the queue at the start, each once, head first.
+
+        Callers take or keep every one: stopping early would return the first part behind
+        the rest and change the order.
+        """
+        for _ in range(self.depth):
             message = await self.queue.get(no_ack=False, fail=False)
             if message is None:
                 return
@@ -243,7 +248,10 @@ async def peek(settings: Settings, count: int, *, show_body: bool = False) -> li
     """The first `count` messages, left in place."""
     views = []
     async with DeadLetterQueue(settings) as dlq:
-        async for message in dlq.scan(limit=count):
+        async for message in dlq.scan():
+            dlq.keep(message)
+            if len(views) >= count:
+                continue
             views.append(
                 DeadLetterView(
                     event_id=event_id_of(message),
@@ -255,7 +263,6 @@ async def peek(settings: Settings, count: int, *, show_body: bool = False) -> li
                     body=message.body if show_body else None,
                 )
             )
-            dlq.keep(message)
     return views
 
 
@@ -277,11 +284,12 @@ async def replay(
     report = ReplayReport()
     async with DeadLetterQueue(settings) as dlq:
         publisher, exchange = await open_publisher(dlq.connection, settings)
+        stopped = False
         async for message in dlq.scan():
             chosen = len(report.replayed) + len(report.would_replay)
-            if limit is not None and chosen >= limit:
+            if stopped or (limit is not None and chosen >= limit):
                 dlq.keep(message)
-                break
+                continue
             event_id = event_id_of(message)
             routing_key = routing_key_of(message)
             if reason is not None and reason_of(message) != reason:
@@ -299,8 +307,8 @@ async def replay(
                     log.error("dead_letter_replay_failed", event_id=event_id, error=str(exc))
                     report.failed.append((event_id, str(exc)))
                     dlq.keep(message)
-                    if publisher.channel.is_closed:
-                        break
+                    # A lost channel fails every later publish too: keep the rest as it is.
+                    stopped = publisher.channel.is_closed
                     continue
                 # Acked only now: if this ack is lost, the message stays and a second replay is a duplicate
                 # the worker's inbox ignores.
