@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from worker.runtime.app import start_worker, stop_worker
+
 from tests.support.amqp import Gateway, queue_depth
+from tests.support.config import make_settings
 from tests.support.db import create_user, scalar, tokens_used
 from tests.support.events import message_created, usage_recorded
 from tests.support.waiting import eventually
@@ -62,14 +67,31 @@ async def test_the_same_message_under_a_new_event_id_counts_once(db, worker, amq
     assert await queue_depth(amqp_url, "llm.events.worker.dlq") == 0
 
 
-async def test_concurrent_copies_of_one_event_count_once(db, worker, amqp_url) -> None:
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["per-event", "batched"])
+async def test_concurrent_copies_of_one_event_count_once(db, amqp_url, database_url, batch_size) -> None:
     user_id = await create_user(db)
     events = [message_created(user_id, prompt_tokens=n, completion_tokens=0) for n in range(1, 51)]
-    async with Gateway(amqp_url) as gateway:
-        # Every event three times in a row: copies land in flight together (prefetch 16).
-        await gateway.publish_many(event for event in events for _ in range(3))
-    await eventually(lambda: _drained(db, amqp_url, [e["id"] for e in events]))
+    resent = [
+        message_created(user_id, message_id=e["data"]["message_id"], conversation_id=e["data"]["conversation_id"])
+        for e in events[::5]
+    ]
+    settings = make_settings(database_url, amqp_url, batch_size=batch_size, batch_concurrency=4)
+    running = await start_worker(settings)
+    try:
+        async with Gateway(amqp_url) as gateway:
+            # Every event three times in a row, and some messages again under new event ids:
+            # copies land in flight together, in one batch and in concurrent ones.
+            await gateway.publish_many([event for event in events for _ in range(3)] + resent)
+        await eventually(lambda: _drained(db, amqp_url, [e["id"] for e in events]))
+        await eventually(lambda: _queue_empty(amqp_url))
+    finally:
+        await stop_worker(running, settings)
     assert await tokens_used(db, user_id) == sum(range(1, 51))
+    assert await queue_depth(amqp_url, "llm.events.worker.dlq") == 0
+
+
+async def _queue_empty(amqp_url) -> bool:
+    return await queue_depth(amqp_url, "llm.events.worker") == 0
 
 
 async def _tokens(db, user_id, expected: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
@@ -34,7 +35,19 @@ class DeadLetters:
         return self.by_id
 
 
-async def test_every_bad_input_is_dead_lettered_with_its_reason_while_valid_events_flow(db, worker, amqp_url) -> None:
+@pytest.mark.parametrize("batch_size", [1, 16], ids=["per-event", "batched"])
+async def test_every_bad_input_is_dead_lettered_with_its_reason_while_valid_events_flow(
+    db, amqp_url, database_url, batch_size
+) -> None:
+    settings = make_settings(database_url, amqp_url, batch_size=batch_size, batch_wait_ms=20)
+    running = await start_worker(settings)
+    try:
+        await _bad_inputs_flow(db, amqp_url)
+    finally:
+        await stop_worker(running, settings)
+
+
+async def _bad_inputs_flow(db, amqp_url) -> None:
     user_id = await create_user(db)
     cases = corpus(user_id)
     assert len(cases) >= 25

@@ -66,10 +66,13 @@ async def _all_processed(db, events: list[dict]) -> bool:
     return await scalar(db, "SELECT count(*) FROM processed_events WHERE event_id = ANY(:ids)", ids=ids) == len(ids)
 
 
-async def test_two_worker_processes_share_a_hot_user_with_exact_totals(db, amqp_url, database_url, tmp_path) -> None:
+@pytest.mark.parametrize("batch_size", [1, 64], ids=["per-event", "batched"])
+async def test_two_worker_processes_share_a_hot_user_with_exact_totals(
+    db, amqp_url, database_url, tmp_path, batch_size
+) -> None:
     hot, other = await create_user(db), await create_user(db)
     events = mixed_events([hot, hot, hot, other], 2000, seed=7)
-    settings = make_settings(database_url, amqp_url)
+    settings = make_settings(database_url, amqp_url, batch_size=batch_size, prefetch=128)
     await declare_worker_topology(amqp_url, settings.retry_delays_s + settings.unknown_user_delays_s)
     workers = [WorkerProcess(settings, tmp_path / f"worker{n}.log").start() for n in range(2)]
     try:
@@ -86,10 +89,13 @@ async def test_two_worker_processes_share_a_hot_user_with_exact_totals(db, amqp_
     assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
 
 
-async def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(db, amqp_url, database_url, tmp_path) -> None:
+@pytest.mark.parametrize("batch_size", [1, 64], ids=["per-event", "batched"])
+async def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(
+    db, amqp_url, database_url, tmp_path, batch_size
+) -> None:
     users = [await create_user(db) for _ in range(20)]
     events = mixed_events(users, 5000, seed=11)
-    settings = make_settings(database_url, amqp_url, prefetch=64)
+    settings = make_settings(database_url, amqp_url, prefetch=128, batch_size=batch_size)
     await declare_worker_topology(amqp_url, settings.retry_delays_s + settings.unknown_user_delays_s)
     async with Gateway(amqp_url) as gateway:
         assert await gateway.publish_many(events) == 5000

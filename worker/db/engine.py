@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from worker.settings import Settings
@@ -9,6 +12,12 @@ from worker.settings import Settings
 
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     """An asyncpg engine whose sessions carry server-side timeouts and a client-side deadline."""
+    cache = settings.db_statement_cache_size
+    connect_args: dict[str, Any] = {"statement_cache_size": cache, "prepared_statement_cache_size": cache}
+    if cache == 0:
+        # Behind PgBouncer in transaction mode no statement may outlive its transaction on a
+        # server connection, and names must not collide across clients sharing it.
+        connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
     return create_async_engine(
         settings.database_url,
         pool_size=pool_size or settings.db_pool_size,
@@ -19,6 +28,7 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         # NOTE: SQL parameters are user content; keep them out of exception text and logs.
         hide_parameters=True,
         connect_args={
+            **connect_args,
             "command_timeout": settings.db_command_timeout_s,
             "timeout": settings.db_command_timeout_s,
             "server_settings": {
