@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import AliasChoices, Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,7 @@ class Settings(BaseSettings):
         env_prefix="WORKER_",
         env_file=".env",
         extra="ignore",
+        use_attribute_docstrings=True,
         # Mounted Kubernetes secrets: a file named like the variable (e.g. WORKER_DATABASE_URL).
         secrets_dir=os.environ.get("WORKER_SECRETS_DIR") or None,
     )
@@ -90,8 +91,13 @@ class Settings(BaseSettings):
     outage_probe_interval_s: float = Field(default=1.0, gt=0)
     """How often an unreachable database is probed while the worker is paused."""
 
-    shutdown_timeout_s: float = Field(default=25.0, gt=0)
-    """Time to finish in-flight events after SIGTERM; the rest is left for redelivery."""
+    shutdown_timeout_s: float = Field(
+        default=25.0,
+        gt=0,
+        # WORKER_SHUTDOWN_TIMEOUT is the name operators know from the runbook; both are read.
+        validation_alias=AliasChoices("shutdown_timeout_s", "WORKER_SHUTDOWN_TIMEOUT_S", "WORKER_SHUTDOWN_TIMEOUT"),
+    )
+    """Seconds to finish in-flight events after SIGTERM (`WORKER_SHUTDOWN_TIMEOUT` or `…_S`); the rest is left for redelivery."""
 
     consumer_watchdog_s: float = Field(default=120.0, gt=0)
     """Exit non-zero when the consumer has not been restored within this time (the orchestrator restarts the pod)."""
