@@ -56,7 +56,7 @@ def test_the_vhost_comes_from_the_amqp_url_path() -> None:
 def test_the_policy_is_the_documented_one() -> None:
     assert WORKER_QUEUE_POLICY.body() == {
         "pattern": r"^llm\.events\.worker$",
-        "apply-to": "quorum_queues",
+        "apply-to": "queues",
         "priority": 10,
         "definition": {
             "delivery-limit": 20,
@@ -141,8 +141,3 @@ async def test_with_the_policy_a_message_rejected_twenty_times_is_dead_lettered_
     assert "x-error-reason" not in dead.headers
     assert await queue_depth(amqp_url, WORKER_QUEUE) == 0
 
-
-def test_brokers_before_3_12_get_apply_to_queues_which_the_anchored_pattern_makes_equivalent() -> None:
-    assert WORKER_QUEUE_POLICY.body("3.10.8")["apply-to"] == "queues"
-    assert WORKER_QUEUE_POLICY.body("3.12.0")["apply-to"] == "quorum_queues"
-    assert WORKER_QUEUE_POLICY.body("4.0.5")["apply-to"] == "quorum_queues"

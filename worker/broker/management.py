@@ -54,11 +54,6 @@ class ManagementClient:
             await self._session.close()
             self._session = None
 
-    async def broker_version(self) -> str:
-        """The RabbitMQ version, e.g. `3.10.8` (some policy fields depend on it)."""
-        overview = await self._request("GET", "overview") or {}
-        return str(overview.get("rabbitmq_version", ""))
-
     async def get_queue(self, name: str) -> dict[str, Any] | None:
         """The queue's management record, or None when it does not exist."""
         return await self._request("GET", "queues", name)

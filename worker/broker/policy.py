@@ -18,7 +18,6 @@ from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 from worker.settings import Settings
 
 MIN_DELIVERY_LIMIT = 20
-QUORUM_APPLY_TO_SINCE = (3, 12)
 
 
 @dataclass(frozen=True)
@@ -31,26 +30,17 @@ class QueuePolicy:
     priority: int
     definition: dict[str, Any]
 
-    def body(self, broker_version: str | None = None) -> dict[str, Any]:
-        """The management API's JSON; `broker_version` adapts it to brokers older than 3.12."""
-        return {
-            "pattern": self.pattern,
-            "apply-to": self.apply_to_on(broker_version),
-            "priority": self.priority,
-            "definition": self.definition,
-        }
-
-    def apply_to_on(self, broker_version: str | None) -> str:
-        """`quorum_queues` exists since RabbitMQ 3.12; before, `queues` (the pattern names one quorum queue anyway)."""
-        if self.apply_to == "quorum_queues" and broker_version and _version(broker_version) < QUORUM_APPLY_TO_SINCE:
-            return "queues"
-        return self.apply_to
+    def body(self) -> dict[str, Any]:
+        """The management API's JSON for this policy."""
+        return {"pattern": self.pattern, "apply-to": self.apply_to, "priority": self.priority, "definition": self.definition}
 
 
 WORKER_QUEUE_POLICY = QueuePolicy(
     name="llm-events-worker",
     pattern=f"^{re.escape(WORKER_QUEUE)}$",
-    apply_to="quorum_queues",
+    # `quorum_queues` exists only since RabbitMQ 3.12 (3.10 rejects it). `queues` is the same
+    # here: the anchored pattern matches one queue, and it is a quorum queue.
+    apply_to="queues",
     priority=10,
     definition={
         "delivery-limit": 20,
@@ -98,7 +88,7 @@ class PolicyStatus:
 async def apply_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> None:
     """Create or replace the policy in the worker's vhost (idempotent)."""
     async with ManagementClient.from_settings(settings) as api:
-        await api.put_policy(policy.name, policy.body(await api.broker_version()))
+        await api.put_policy(policy.name, policy.body())
 
 
 async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> PolicyStatus:
@@ -107,8 +97,7 @@ async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_PO
     A fresh policy takes a moment to reach a queue: poll this rather than expect it at once.
     """
     async with ManagementClient.from_settings(settings) as api:
-        expected = policy.body(await api.broker_version())
-        defined = _defined_as_expected(await api.get_policy(policy.name), expected)
+        defined = _defined_as_expected(await api.get_policy(policy.name), policy.body())
         queue = await api.get_queue(WORKER_QUEUE)
     if queue is None:
         return PolicyStatus(defined=defined, queue_exists=False, in_force=False)
@@ -125,10 +114,3 @@ async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_PO
 def _defined_as_expected(record: dict[str, Any] | None, expected: dict[str, Any]) -> bool:
     return record is not None and all(record.get(key) == value for key, value in expected.items())
 
-
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in text.split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
