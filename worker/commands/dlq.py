@@ -290,11 +290,12 @@ async def replay(
             if stopped or (limit is not None and chosen >= limit):
                 dlq.keep(message)
                 continue
-            event_id = event_id_of(message)
-            routing_key = routing_key_of(message)
             if reason is not None and reason_of(message) != reason:
                 dlq.keep(message)
-            elif routing_key is None:
+                continue
+            event_id = event_id_of(message)
+            routing_key = routing_key_of(message)
+            if routing_key is None:
                 report.unroutable.append(event_id)
                 dlq.keep(message)
             elif dry_run:
@@ -321,6 +322,8 @@ async def replay(
 
 @dataclass
 class DiscardReport:
+    """Event ids removed, and how many dead letters stayed."""
+
     discarded: list[str | None] = field(default_factory=list)
     kept_unknown_age: int = 0
     kept: int = 0
