@@ -32,7 +32,12 @@ class QueuePolicy:
 
     def body(self) -> dict[str, Any]:
         """The management API's JSON for this policy."""
-        return {"pattern": self.pattern, "apply-to": self.apply_to, "priority": self.priority, "definition": self.definition}
+        return {
+            "pattern": self.pattern,
+            "apply-to": self.apply_to,
+            "priority": self.priority,
+            "definition": self.definition,
+        }
 
 
 WORKER_QUEUE_POLICY = QueuePolicy(
@@ -81,7 +86,9 @@ class PolicyStatus:
             return f"queue {WORKER_QUEUE!r} runs without a policy; run `worker policy apply`"
         if self.effective_policy != name:
             return f"queue {WORKER_QUEUE!r} runs under policy {self.effective_policy!r}, not {name!r}"
-        differences = ", ".join(f"{k}: expected {want!r}, effective {got!r}" for k, (want, got) in sorted(self.mismatches.items()))
+        differences = ", ".join(
+            f"{key}: expected {want!r}, effective {got!r}" for key, (want, got) in sorted(self.mismatches.items())
+        )
         return f"queue {WORKER_QUEUE!r} runs under {name!r} but its effective definition differs ({differences})"
 
 

@@ -167,7 +167,8 @@ class DeadLetterQueue:
 
     async def __aenter__(self) -> DeadLetterQueue:
         # Not a robust connection: after a reconnect, delivery tags of the old channel mean nothing.
-        self.connection: AbstractConnection = await aio_pika.connect(amqp_url(self.settings, "llm-persistence-worker-dlq"))
+        url = amqp_url(self.settings, "llm-persistence-worker-dlq")
+        self.connection: AbstractConnection = await aio_pika.connect(url)
         try:
             self.channel: AbstractChannel = await self.connection.channel()
             self.queue: AbstractQueue = await self.channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
@@ -397,7 +398,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     discard_parser.set_defaults(handler=run_discard)
 
 
-def _reports_broker_errors(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _reports_broker_errors(handler: Handler) -> Handler:
     """Turn a missing queue or an unreachable broker into one line and exit code 1."""
 
     @functools.wraps(handler)
