@@ -30,6 +30,7 @@ class BenchOptions:
     keep: bool = False
     json_path: Path | None = None
     plot_path: Path | None = None
+    log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def prefetch_for(self, batch_size: int) -> int:
@@ -40,6 +41,7 @@ class BenchOptions:
         values = asdict(self)
         values["json_path"] = str(self.json_path) if self.json_path else None
         values["plot_path"] = str(self.plot_path) if self.plot_path else None
+        values["log_dir"] = str(self.log_dir) if self.log_dir else None
         values["batch_sizes"] = list(self.batch_sizes)
         values["workloads"] = list(self.workloads)
         return values

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +65,7 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
             policy_problem = await apply_and_wait(worker_settings)
             result["queue_policy"] = policy_problem or "in force"
             extra_env = {**_policy_env(policy_problem, progress), **options.extra_env}
-            with tempfile.TemporaryDirectory(prefix="worker-bench-") as log_dir:
+            with _log_dir(options) as log_dir:
                 async with BenchStore(database.dsn) as store:
                     result["machine"]["postgresql"] = await store.conn.fetchval("SHOW server_version")
                     ctx = RunContext(worker_settings, options, store, connection, exchange, Path(log_dir), progress,
@@ -89,6 +91,17 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
     result["machine"]["load_average_at_end"] = machine.load_average()
     result["counters_ok"] = bool(result["runs"]) and all(run["counters_ok"] for run in result["runs"])
     return result
+
+
+@contextlib.contextmanager
+def _log_dir(options: BenchOptions) -> Iterator[str]:
+    """Where worker logs go: the operator's directory (kept), or a temporary one (removed)."""
+    if options.log_dir is not None:
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        yield str(options.log_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="worker-bench-") as path:
+        yield path
 
 
 def _policy_env(problem: str | None, progress: Progress) -> dict[str, str]:

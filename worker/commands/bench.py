@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the result as JSON here")
     parser.add_argument("--plot", dest="plot_path", type=Path, default=None,
                         help="draw throughput and p99 against batch size (PNG; needs the `bench` extra)")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="keep the workers' logs here (default: a temporary directory, removed)")
     parser.set_defaults(handler=run)
 
 
@@ -92,6 +94,7 @@ def options_from(args: argparse.Namespace, settings: Settings) -> BenchOptions:
         keep=args.keep,
         json_path=args.json_path,
         plot_path=args.plot_path,
+        log_dir=args.log_dir,
     )
 
 
