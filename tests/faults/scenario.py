@@ -51,6 +51,25 @@ def mixed_events(users: list[uuid.UUID], count: int, rng: random.Random, convers
     return events
 
 
+async def publish_stream(publisher: RecordingPublisher, events: list[dict], per_second: float, chunk: int = 25) -> int:
+    """Publish at about `per_second` (load shaping, so faults land mid-stream); returns copies confirmed."""
+    confirmed = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for start in range(0, len(events), chunk):
+        confirmed += await publisher.publish_many(events[start:start + chunk], window=chunk)
+        ahead = started + (start + chunk) / per_second - loop.time()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    return confirmed
+
+
+async def applied_at_least(checker: Checker, threshold: int) -> bool:
+    """At least `threshold` of the ledger's valid events have an inbox row."""
+    keys = [e.key for e in checker.ledger.valid()]
+    return len(await checker.inbox_counts(keys)) >= threshold
+
+
 # -- worker processes and their logs -----------------------------------------------------------
 
 
@@ -142,9 +161,10 @@ class Scenario:
         self.faults.append(description)
         print(f"  fault #{len(self.faults)}: {description}")
 
-    async def report(self, *, verify: bool = True) -> Report:
+    async def report(self, *, verify: bool = True, notes: list[str] = ()) -> Report:
         """Check (the workers must have stopped), print and record the figures."""
         report = await self.checker.check(self.name, self.faults, self.started, verify=verify)
+        report.notes.extend(notes)
         record_report(report, self.report_path)
         return report
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from tests.faults.scenario import assert_clean, fault_settings, log_excerpt, mixed_events
+from tests.faults.scenario import applied_at_least, assert_clean, fault_settings, log_excerpt, mixed_events
 from tests.support.db import create_user
 from tests.support.waiting import eventually
 
-EVENTS = 4000
+EVENTS = 3000
 KILLS = 4
 
 
@@ -30,7 +30,7 @@ async def test_workers_killed_at_random_points_lose_and_double_count_nothing(
     # Kill points spread over the run; which worker dies is random too.
     thresholds = sorted(rng.sample(range(EVENTS // 10, EVENTS * 8 // 10), KILLS))
     for n, threshold in enumerate(thresholds, start=1):
-        await eventually(lambda: _applied_at_least(checker, threshold), timeout=120, interval=0.05)
+        await eventually(lambda: applied_at_least(checker, threshold), timeout=120, interval=0.05)
         victim = rng.randrange(len(workers))
         workers[victim].kill()
         scenario.fault(f"SIGKILL {workers[victim].log_path.stem} after {threshold} applied")
@@ -43,8 +43,3 @@ async def test_workers_killed_at_random_points_lose_and_double_count_nothing(
     assert codes == [0, 0], codes
     assert report.confirmed == EVENTS and report.applied == EVENTS
     assert_clean(report)
-
-
-async def _applied_at_least(checker, threshold: int) -> bool:
-    keys = [e.key for e in checker.ledger.valid()]
-    return len(await checker._inbox_counts(keys)) >= threshold

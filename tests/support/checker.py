@@ -232,7 +232,7 @@ class Checker:
         """Every confirmed valid event has an inbox row, every bad one reached the DLQ, queues are empty."""
         confirmed = self.ledger.confirmed()
         valid = [e for e in confirmed if e.valid]
-        applied = await self._inbox_counts([e.key for e in valid])
+        applied = await self.inbox_counts([e.key for e in valid])
         if len(applied) < len(valid):
             return False
         depths = await self.queue_depths([*self.queues, DEAD_LETTER_QUEUE])
@@ -290,7 +290,7 @@ class Checker:
         dead = await self._drain_dead_letters()
 
         valid = [e for e in entries if e.valid]
-        inbox = await self._inbox_counts([e.key for e in entries])
+        inbox = await self.inbox_counts([e.key for e in entries])
         usage_rows = await self._counts(
             "SELECT event_id, count(*) FROM usage_records WHERE event_id = ANY(:ids) GROUP BY event_id",
             [e.key for e in valid if e.routing_key == "usage.recorded"])
@@ -360,7 +360,8 @@ class Checker:
                 if got != want:
                     report.counter_drift.append(f"{kind} {key}: expected {want}, stored {got}")
 
-    async def _inbox_counts(self, keys: list[str]) -> dict[str, int]:
+    async def inbox_counts(self, keys: list[str]) -> dict[str, int]:
+        """Inbox rows per event id, for the ids that have any."""
         return await self._counts(
             "SELECT event_id, count(*) FROM processed_events WHERE event_id = ANY(:ids) GROUP BY event_id", keys)
 
