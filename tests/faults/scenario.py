@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import traceback
 import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +145,7 @@ class Scenario:
     ledger: Ledger = field(default_factory=Ledger)
     faults: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    stage_failure: str | None = None
 
     @property
     def delays(self) -> list[int]:
@@ -161,11 +165,28 @@ class Scenario:
         self.faults.append(description)
         print(f"  fault #{len(self.faults)}: {description}")
 
-    async def report(self, *, verify: bool = True, notes: list[str] = ()) -> Report:
-        """Check (the workers must have stopped), print and record the figures."""
+    @contextlib.asynccontextmanager
+    async def faulting(self) -> AsyncIterator[None]:
+        """The fault phase: if it fails, remember why and go on, so the checker still reports."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - re-raised by `report()` once the figures are out
+            self.stage_failure = (f"after {len(self.faults)} fault(s): {type(exc).__name__}: {exc}\n"
+                                  + "".join(traceback.format_tb(exc.__traceback__)[-2:]))
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait for the checker's settled state (briefly when the fault phase already failed)."""
+        return await self.checker.wait_settled(timeout=10 if self.stage_failure else timeout)
+
+    async def report(self, *, verify: bool = True, notes: Sequence[str] = ()) -> Report:
+        """Check (the workers must have stopped), print and record the figures; raise a fault-phase failure."""
         report = await self.checker.check(self.name, self.faults, self.started, verify=verify)
         report.notes.extend(notes)
+        if self.stage_failure:
+            report.notes.append(f"fault phase failed {self.stage_failure}")
         record_report(report, self.report_path)
+        if self.stage_failure:
+            raise AssertionError(f"fault phase failed {self.stage_failure}")
         return report
 
 
@@ -174,7 +195,7 @@ def record_report(report: Report, path: Path) -> None:
     REPORTS.append({**report.as_dict(), "summary": report.summary()})
     path.write_text(json.dumps(REPORTS, indent=2, default=str))
     print(f"\n{report.summary()}\nreport: {path}")
-    for name in ("lost", "double_applied", "wrong_dead_letters", "counter_drift", "notes"):
+    for name in ("lost", "stranded", "double_applied", "wrong_dead_letters", "counter_drift", "notes"):
         if getattr(report, name):
             print(f"  {name}: {getattr(report, name)[:10]}")
 
@@ -182,6 +203,7 @@ def record_report(report: Report, path: Path) -> None:
 def assert_clean(report: Report) -> None:
     """The suite's verdict: nothing lost, nothing counted twice, nothing left behind."""
     assert not report.lost, f"lost {len(report.lost)} confirmed events: {report.lost[:5]}"
+    assert not report.stranded, f"{len(report.stranded)} confirmed events never processed: {report.left_in_queues}"
     assert not report.double_applied, f"applied twice: {report.double_applied[:5]}"
     assert report.double_counted_tokens == 0, report.counter_drift[:5]
     assert report.missing_tokens == 0, report.counter_drift[:5]

@@ -33,21 +33,21 @@ async def test_workers_reconnect_and_restore_their_consumers_after_a_broker_rest
     checker = scenario.checker
     workers = [fleet.spawn(settings) for _ in range(WORKERS)]
     await eventually(lambda: _consumers_are(checker, WORKERS), timeout=30)
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, mixed_events(users, EVENTS, rng), per_second=100))
         try:
             for threshold in (300, 900):
-                await eventually(lambda: applied_at_least(checker, threshold), timeout=90, interval=0.1)
+                await eventually(lambda: applied_at_least(checker, threshold), timeout=60, interval=0.1)
                 await asyncio.to_thread(rabbit_node.stop)
                 await asyncio.to_thread(rabbit_node.start)
                 scenario.fault(f"RabbitMQ node stopped and started after {threshold} applied")
-                await eventually(lambda: _consumers_are(checker, WORKERS), timeout=90, interval=0.5)
+                await eventually(lambda: _consumers_are(checker, WORKERS), timeout=60, interval=0.5)
                 assert len(fleet.running) == WORKERS, log_excerpt(workers)
             assert await stream == EVENTS
         finally:
             stream.cancel()
     print(f"  publisher reconnects: {publisher.reconnects}")
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     still_running = len(fleet.running)
     codes = await fleet.terminate_all()
     report = await scenario.report()

@@ -40,7 +40,7 @@ async def test_an_immediate_database_restart_pauses_the_worker_which_then_resume
     checker = scenario.checker
     workers = [fleet.spawn(settings)]
     events = mixed_events(users, 1200, rng)
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, events, per_second=100))
         try:
             await eventually(lambda: applied_at_least(checker, 250), timeout=60, interval=0.05)
@@ -64,7 +64,7 @@ async def test_an_immediate_database_restart_pauses_the_worker_which_then_resume
             assert await stream == len(events)
         finally:
             stream.cancel()
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     codes = await fleet.terminate_all()
     seen = outcomes(workers)
     report = await scenario.report(notes=[f"outcomes: {dict(seen)}"])
@@ -87,7 +87,7 @@ async def test_terminated_worker_sessions_pause_it_briefly_and_lose_nothing(
     workers = [fleet.spawn(settings)]
     events = mixed_events(users, 1200, rng)
     terminated = 0
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, events, per_second=100))
         try:
             for threshold in (150, 400, 650, 900):
@@ -98,7 +98,7 @@ async def test_terminated_worker_sessions_pause_it_briefly_and_lose_nothing(
             assert await stream == len(events)
         finally:
             stream.cancel()
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     codes = await fleet.terminate_all()
     seen = outcomes(workers)
     pauses = (logged(workers, "outage_started"), logged(workers, "outage_ended"))

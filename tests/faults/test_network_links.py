@@ -40,7 +40,7 @@ async def test_a_stalled_then_cut_database_link_pauses_the_worker_and_loses_noth
     users = [await create_user(db) for _ in range(8)]
     workers = [fleet.spawn(settings)]
     events = mixed_events(users, EVENTS, random.Random(6))
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, events, per_second=100))
         try:
             await eventually(lambda: applied_at_least(checker, 250), timeout=60, interval=0.05)
@@ -61,7 +61,7 @@ async def test_a_stalled_then_cut_database_link_pauses_the_worker_and_loses_noth
             assert await stream == EVENTS
         finally:
             stream.cancel()
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     codes = await fleet.terminate_all()
     seen = outcomes(workers)
     report = await scenario.report(notes=[f"outcomes: {dict(seen)}", f"proxy connections: {proxy.connections_seen}"])
@@ -87,7 +87,7 @@ async def test_a_stalled_then_cut_broker_link_is_reconnected_and_loses_nothing(
     workers = [fleet.spawn(settings)]
     await eventually(lambda: _consumers(checker, 1), timeout=30)
     events = mixed_events(users, EVENTS, random.Random(7))
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, events, per_second=100))
         try:
             await eventually(lambda: applied_at_least(checker, 250), timeout=60, interval=0.05)
@@ -113,7 +113,7 @@ async def test_a_stalled_then_cut_broker_link_is_reconnected_and_loses_nothing(
             assert await stream == EVENTS
         finally:
             stream.cancel()
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     alive = len(fleet.running)
     codes = await fleet.terminate_all()
     seen = outcomes(workers)

@@ -29,14 +29,14 @@ async def test_workers_killed_at_random_points_lose_and_double_count_nothing(
     workers = [fleet.spawn(settings, "a0"), fleet.spawn(settings, "b0")]
     # Kill points spread over the run; which worker dies is random too.
     thresholds = sorted(rng.sample(range(EVENTS // 10, EVENTS * 8 // 10), KILLS))
-    for n, threshold in enumerate(thresholds, start=1):
-        await eventually(lambda: applied_at_least(checker, threshold), timeout=120, interval=0.05)
-        victim = rng.randrange(len(workers))
-        workers[victim].kill()
-        scenario.fault(f"SIGKILL {workers[victim].log_path.stem} after {threshold} applied")
-        workers[victim] = fleet.spawn(settings, f"{'ab'[victim]}{n}")
-
-    settled = await checker.wait_settled(timeout=180)
+    async with scenario.faulting():
+        for n, threshold in enumerate(thresholds, start=1):
+            await eventually(lambda: applied_at_least(checker, threshold), timeout=60, interval=0.05)
+            victim = rng.randrange(len(workers))
+            workers[victim].kill()
+            scenario.fault(f"SIGKILL {workers[victim].log_path.stem} after {threshold} applied")
+            workers[victim] = fleet.spawn(settings, f"{'ab'[victim]}{n}")
+    settled = await scenario.settle(timeout=90)
     codes = await fleet.terminate_all()
     report = await scenario.report()
     assert settled, log_excerpt(fleet.running or fleet.all[-2:])

@@ -30,7 +30,7 @@ async def test_sigterm_under_load_drains_exits_zero_and_loses_nothing(
     await scenario.declare_topology()
     checker = scenario.checker
     workers = [fleet.spawn(settings, "a0"), fleet.spawn(settings, "b0")]
-    async with scenario.publisher() as publisher:
+    async with scenario.publisher() as publisher, scenario.faulting():
         stream = asyncio.ensure_future(publish_stream(publisher, mixed_events(users, EVENTS, rng), per_second=150))
         try:
             for n, threshold in enumerate((400, 900, 1400), start=1):
@@ -46,7 +46,7 @@ async def test_sigterm_under_load_drains_exits_zero_and_loses_nothing(
             assert await stream == EVENTS
         finally:
             stream.cancel()
-    settled = await checker.wait_settled(timeout=120)
+    settled = await scenario.settle(timeout=60)
     codes = await fleet.terminate_all()
     report = await scenario.report()
     assert settled, log_excerpt(fleet.all)

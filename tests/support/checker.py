@@ -175,12 +175,14 @@ class Report:
     scenario: str
     faults_injected: list[str] = field(default_factory=list)
     published: int = 0
+    confirmed_copies: int = 0
     confirmed: int = 0
     applied: int = 0
     applied_unconfirmed: int = 0
     dead_lettered: dict[str, int] = field(default_factory=dict)
     wrong_dead_letters: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    stranded: list[str] = field(default_factory=list)
     double_applied: list[str] = field(default_factory=list)
     double_counted_tokens: int = 0
     missing_tokens: int = 0
@@ -192,15 +194,16 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.double_applied or self.double_counted_tokens or self.missing_tokens
-                    or self.counter_drift or self.wrong_dead_letters or any(self.left_in_queues.values())
-                    or self.verify.startswith("FAILED"))
+        return not (self.lost or self.stranded or self.double_applied or self.double_counted_tokens
+                    or self.missing_tokens or self.counter_drift or self.wrong_dead_letters
+                    or any(self.left_in_queues.values()) or self.verify.startswith("FAILED"))
 
     def summary(self) -> str:
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.dead_lettered.items())) or "none"
         return (
             f"[{self.scenario}] faults={len(self.faults_injected)} published={self.published} "
-            f"confirmed={self.confirmed} applied={self.applied} lost={len(self.lost)} "
+            f"confirmed={self.confirmed_copies} copies/{self.confirmed} events applied={self.applied} "
+            f"lost={len(self.lost)} stranded={len(self.stranded)} "
             f"double-applied={len(self.double_applied)} double-counted-tokens={self.double_counted_tokens} "
             f"missing-tokens={self.missing_tokens} dead-lettered: {reasons} "
             f"wrong-dead-letters={len(self.wrong_dead_letters)} left-in-queues={sum(self.left_in_queues.values())} "
@@ -209,7 +212,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("lost", "double_applied", "wrong_dead_letters", "counter_drift"):
+        for name in ("lost", "stranded", "double_applied", "wrong_dead_letters", "counter_drift"):
             data[name] = data[name][:20]  # a sample is enough to investigate
         data["ok"] = self.ok
         return data
@@ -280,6 +283,7 @@ class Checker:
         report = Report(scenario, list(faults))
         entries = list(self.ledger.entries.values())
         report.published = sum(e.published for e in entries)
+        report.confirmed_copies = sum(e.confirmed for e in entries)
         report.confirmed = sum(1 for e in entries if e.confirmed)
 
         consumers = await self.consumers()
@@ -287,6 +291,8 @@ class Checker:
             report.notes.append(f"{consumers} consumer(s) still attached to {WORKER_QUEUE} at check time")
         # With no consumer left, anything unacknowledged has gone back to ready.
         report.left_in_queues = {q: n for q, n in (await self.queue_depths(self.queues)).items() if n}
+        # Left in a queue is not lost, but never processed either: take them out to name them.
+        stranded = set(await self._drain(self.queues)) if report.left_in_queues else set()
         dead = await self._drain_dead_letters()
 
         valid = [e for e in entries if e.valid]
@@ -317,12 +323,12 @@ class Checker:
                 if reasons:
                     report.wrong_dead_letters.append(f"{entry.key} (valid) dead-lettered as {reasons}")
                 elif entry.confirmed and not times_applied:
-                    report.lost.append(entry.key)
+                    (report.stranded if entry.key in stranded else report.lost).append(entry.key)
             else:
                 if times_applied:
                     report.double_applied.append(f"{entry.key} (bad input) has an inbox row")
                 if entry.confirmed and not reasons:
-                    report.lost.append(entry.key)
+                    (report.stranded if entry.key in stranded else report.lost).append(entry.key)
                 elif any(r != entry.expected_reason for r in reasons) or len(reasons) > entry.published:
                     report.wrong_dead_letters.append(f"{entry.key}: expected {entry.expected_reason}, got {reasons}")
         await self._check_counters(report, [e for e in valid if inbox.get(e.key)])
@@ -373,17 +379,29 @@ class Checker:
 
     async def _drain_dead_letters(self) -> dict[str, list[str]]:
         """Take every message out of the DLQ; returns the reasons found per ledger key."""
-        connection = await aio_pika.connect(self.amqp_url)
         found: dict[str, list[str]] = {}
+        for message in await self._drain_messages([DEAD_LETTER_QUEUE]):
+            reason = (message.headers or {}).get(HEADER_REASON)
+            reason = reason.decode() if isinstance(reason, bytes) else str(reason or "<no reason>")
+            found.setdefault(message.message_id or _event_id(message.body), []).append(reason)
+        return found
+
+    async def _drain(self, queues: list[str]) -> list[str]:
+        """Take every message out of `queues`; returns their ledger keys."""
+        return [m.message_id or _event_id(m.body) for m in await self._drain_messages(queues)]
+
+    async def _drain_messages(self, queues: list[str]) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        connection = await aio_pika.connect(self.amqp_url)
+        messages = []
         try:
-            queue = await (await connection.channel()).declare_queue(DEAD_LETTER_QUEUE, passive=True)
-            while (message := await queue.get(fail=False, no_ack=True)) is not None:
-                reason = (message.headers or {}).get(HEADER_REASON)
-                reason = reason.decode() if isinstance(reason, bytes) else str(reason or "<no reason>")
-                found.setdefault(message.message_id or _event_id(message.body), []).append(reason)
+            channel = await connection.channel()
+            for name in queues:
+                queue = await channel.declare_queue(name, passive=True)
+                while (message := await queue.get(fail=False, no_ack=True)) is not None:
+                    messages.append(message)
         finally:
             await connection.close()
-        return found
+        return messages
 
 
 def _event_id(body: bytes) -> str:
