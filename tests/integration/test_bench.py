@@ -29,14 +29,15 @@ async def _leftover_databases(prefix: str) -> set[str]:
         await conn.close()
 
 
+@pytest.mark.timeout(400)
 async def test_a_small_bench_verifies_every_counter_and_writes_its_json(tmp_path) -> None:
     # The bench creates (and drops) a database beside the one named here, and a vhost of its own.
     settings = make_settings(f"{PG_HOST_URL}/postgres", f"{AMQP_BASE}/", log_format="json")
     result_path = tmp_path / "bench.json"
     completed = subprocess.run(
         [sys.executable, "-m", "worker", "bench", "--events", "1500", "--users", "50", "--batch-sizes", "1,8",
-         "--workers", "1", "--half-load-seconds", "2", "--json", str(result_path)],
-        cwd=REPO, env=settings_env(settings), capture_output=True, timeout=280,
+         "--workers", "1", "--half-load-seconds", "2", "--stall-timeout", "60", "--json", str(result_path)],
+        cwd=REPO, env=settings_env(settings), capture_output=True, timeout=380,
     )
     assert completed.returncode == 0, completed.stderr.decode()[-4000:] + completed.stdout.decode()[-2000:]
 

@@ -9,7 +9,7 @@ from typing import Any
 COLUMNS = (
     ("workload", 8), ("B", 4), ("K", 2), ("events/s", 9), ("raw/s", 8), ("ratio", 6),
     ("full p50", 9), ("full p95", 9), ("full p99", 9), ("half p50", 9), ("half p95", 9), ("half p99", 9),
-    ("RSS MB", 7), ("counters", 8),
+    ("p99 hi", 7), ("RSS MB", 7), ("counters", 8),
 )
 
 
@@ -29,12 +29,17 @@ def _row(run: dict[str, Any]) -> list[str]:
         _fmt(run["raw_events_per_s"]), _fmt(run["ratio_to_raw"], 2),
         *(_fmt(full.get(q), 1) for q in ("p50", "p95", "p99")),
         *(_fmt(half.get(q), 1) for q in ("p50", "p95", "p99")),
+        _fmt((run["latency_ms"].get("half_load_logged") or {}).get("p99"), 1),
         _fmt(run["peak_rss_mb_max"]), "OK" if run["counters_ok"] else "WRONG",
     ]
 
 
 def render_table(result: dict[str, Any]) -> str:
-    """Fixed-width table, one line per run; latencies in milliseconds."""
+    """Fixed-width table, one line per run; latencies in milliseconds.
+
+    `half pNN` use `processed_at` (transaction start: a lower bound of the commit); `p99 hi`
+    uses the worker's `applied` log line (after commit and ack: an upper bound).
+    """
     header = " ".join(name.rjust(width) for name, width in COLUMNS)
     lines = [header, "-" * len(header)]
     for run in result["runs"]:
