@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aio_pika
-from aio_pika.abc import AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from worker.broker.settlement import RetrySchedules
 from worker.broker.topology import declare_topology
@@ -33,6 +33,12 @@ async def queue_depths(connection: AbstractConnection) -> dict[str, int]:
         return depths
     finally:
         await channel.close()
+
+
+async def ready_messages(channel: AbstractChannel) -> int:
+    """Messages ready in the worker queue (not counting deliveries in flight)."""
+    queue = await channel.declare_queue(WORKER_QUEUE, passive=True)
+    return queue.declaration_result.message_count or 0
 
 
 async def purge_worker_queues(connection: AbstractConnection) -> None:
