@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from worker.broker.acks import channel_of
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
@@ -171,7 +172,7 @@ class Consumer:
         settling = []
         received_at = datetime.now(UTC)
         for delivery in batch:
-            if delivery.message.channel.is_closed:
+            if channel_of(delivery.message) is None:
                 # Its channel died: the broker has already put it back for redelivery.
                 self.settler.forget(delivery.message)
                 continue

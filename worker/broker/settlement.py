@@ -15,6 +15,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from worker.broker.acks import AckWindow, channel_of
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed
 from worker.contract.names import (
     DEAD_LETTER_QUEUE,
@@ -65,29 +66,26 @@ class RetrySchedules:
 
 
 class Settler:
-    """Settles deliveries; tracks which are unsettled per channel so that one multiple-ack can
-    cover a batch only when every lower delivery tag on that channel is settled too."""
+    """Settles deliveries; one multiple-ack covers a batch only where that is exact (see AckWindow)."""
 
     def __init__(self, publisher: ConfirmedPublisher, schedules: RetrySchedules) -> None:
         self.publisher = publisher
         self.schedules = schedules
-        self._unsettled: dict[int, set[int]] = {}
+        self.window = AckWindow()
 
     def received(self, message: AbstractIncomingMessage) -> None:
-        self._unsettled.setdefault(id(message.channel), set()).add(message.delivery_tag)
+        self.window.received(message)
 
     def forget(self, message: AbstractIncomingMessage) -> None:
         """The delivery is settled (or void, its channel gone)."""
-        tags = self._unsettled.get(id(message.channel))
-        if tags is not None:
-            tags.discard(message.delivery_tag)
-            if not tags:
-                del self._unsettled[id(message.channel)]
+        self.window.settled(message)
 
     async def ack(self, message: AbstractIncomingMessage) -> bool:
         """Acknowledge; False when the delivery's channel is gone (the broker will redeliver)."""
+        # NOTE: forgotten only once sent; until then no multiple-ack of another batch may cover it.
+        sent = await _ack(message, multiple=False)
         self.forget(message)
-        return await _ack(message, multiple=False)
+        return sent
 
     async def ack_many(self, messages: list[AbstractIncomingMessage]) -> set[int]:
         """Acknowledge committed deliveries, with one multiple-ack per channel where that is exact.
@@ -96,21 +94,21 @@ class Settler:
         """
         by_channel: dict[int, list[AbstractIncomingMessage]] = {}
         for message in messages:
-            by_channel.setdefault(id(message.channel), []).append(message)
+            channel = channel_of(message)
+            if channel is None:
+                continue  # void: the broker redelivers it
+            by_channel.setdefault(id(channel), []).append(message)
         acked: set[int] = set()
-        for channel_id, group in by_channel.items():
-            tags = {m.delivery_tag for m in group}
-            top = max(group, key=lambda m: m.delivery_tag)
-            unsettled = self._unsettled.get(channel_id, set())
-            covers_exactly = all(tag in tags for tag in unsettled if tag <= top.delivery_tag)
-            for message in group:
-                self.forget(message)
-            if covers_exactly and len(group) > 1:
+        for group in by_channel.values():
+            if len(group) > 1 and self.window.multiple_ack_covers_exactly(group):
+                top = max(group, key=lambda m: m.delivery_tag)
                 if await _ack(top, multiple=True):
                     acked.update(id(m) for m in group)
+                for message in group:
+                    self.forget(message)
                 continue
             for message in group:
-                if await _ack(message, multiple=False):
+                if await self.ack(message):
                     acked.add(id(message))
         return acked
 
@@ -147,12 +145,12 @@ class Settler:
 
     async def requeue(self, message: AbstractIncomingMessage) -> None:
         """Hand the delivery back to the broker (after a pause, so a broken path cannot spin)."""
-        self.forget(message)
         await asyncio.sleep(REQUEUE_PAUSE_S)
         try:
             await message.nack(requeue=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("nack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+        self.forget(message)
 
 
 async def _ack(message: AbstractIncomingMessage, *, multiple: bool) -> bool:

@@ -102,12 +102,17 @@ def event_id_of(message: AbstractIncomingMessage) -> str | None:
 
 
 def dead_since(message: AbstractIncomingMessage) -> datetime | None:
-    """When the event was published (`timestamp`), else when the broker last dead-lettered it."""
-    if isinstance(message.timestamp, datetime):
-        return _aware(message.timestamp)
-    for death in _deaths(message.headers or {}):
+    """When the event was dead-lettered (by the worker's stamp or the broker's `x-death`), else
+    when it was published (`timestamp`)."""
+    headers = message.headers or {}
+    stamped = headers.get(HEADER_DEAD_LETTERED_AT)
+    if isinstance(stamped, datetime):
+        return _aware(stamped)
+    for death in _deaths(headers):
         if isinstance(death.get("time"), datetime):
             return _aware(death["time"])
+    if isinstance(message.timestamp, datetime):
+        return _aware(message.timestamp)
     return None
 
 
