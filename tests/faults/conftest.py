@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.settings import Settings
 
-from tests.faults.scenario import REPORTS, Scenario, WorkerFleet
+from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario, WorkerFleet
 from tests.support.config import migrated_database
 from tests.support.pg_cluster import PgCluster
 from tests.support.rabbit_node import RabbitNode
@@ -38,7 +38,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault-injection figures")
     for report in REPORTS:
         terminalreporter.write_line(report["summary"])
-    terminalreporter.write_line(f"full report: {terminalreporter.config._tmp_path_factory.getbasetemp() / REPORT_NAME}")
+    for path in REPORT_FILE:
+        terminalreporter.write_line(f"full report: {path}")
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ from tests.support.config import make_settings
 from tests.support.events import message_created, usage_recorded
 from tests.support.processes import WorkerProcess
 
-# Every report of this run, in order; the conftest prints them at the end and writes them as JSON.
+# Every report of this run, in order, and the file they are written to; the conftest prints both.
 REPORTS: list[dict[str, Any]] = []
+REPORT_FILE: list[Path] = []
 
 
 def fault_settings(database_url: str, amqp_url: str, **overrides: object) -> Settings:
@@ -144,6 +145,7 @@ class Scenario:
     report_path: Path
     ledger: Ledger = field(default_factory=Ledger)
     faults: list[str] = field(default_factory=list)
+    recoveries: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     stage_failure: str | None = None
 
@@ -162,8 +164,14 @@ class Scenario:
         return RecordingPublisher(self.amqp_url, self.ledger)
 
     def fault(self, description: str) -> None:
+        """Record (and print) a fault the test injected."""
         self.faults.append(description)
         print(f"  fault #{len(self.faults)}: {description}")
+
+    def recover(self, description: str) -> None:
+        """Record (and print) the end of a fault: a service back, a link healed, a lock released."""
+        self.recoveries.append(description)
+        print(f"  recovery: {description}")
 
     @contextlib.asynccontextmanager
     async def faulting(self) -> AsyncIterator[None]:
@@ -181,7 +189,7 @@ class Scenario:
     async def report(self, *, verify: bool = True, notes: Sequence[str] = ()) -> Report:
         """Check (the workers must have stopped), print and record the figures; raise a fault-phase failure."""
         report = await self.checker.check(self.name, self.faults, self.started, verify=verify)
-        report.notes.extend(notes)
+        report.notes.extend([*(f"recovery: {r}" for r in self.recoveries), *notes])
         if self.stage_failure:
             report.notes.append(f"fault phase failed {self.stage_failure}")
         record_report(report, self.report_path)
@@ -193,6 +201,7 @@ class Scenario:
 def record_report(report: Report, path: Path) -> None:
     """Print the figures and rewrite the run's JSON report with them."""
     REPORTS.append({**report.as_dict(), "summary": report.summary()})
+    REPORT_FILE[:] = [path]
     path.write_text(json.dumps(REPORTS, indent=2, default=str))
     print(f"\n{report.summary()}\nreport: {path}")
     for name in ("lost", "stranded", "double_applied", "wrong_dead_letters", "counter_drift", "notes"):

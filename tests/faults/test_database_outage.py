@@ -59,7 +59,7 @@ async def test_an_immediate_database_restart_pauses_the_worker_which_then_resume
             assert snap["ready"] - first["ready"] >= published_meanwhile - settings.prefetch, (first, snap)
             assert published_meanwhile > 0, "the publisher kept publishing during the outage"
             await asyncio.to_thread(pg_cluster.start)
-            scenario.fault(f"PostgreSQL started again after {time.monotonic() - down_since:.1f}s down")
+            scenario.recover(f"PostgreSQL started again after {time.monotonic() - down_since:.1f}s down")
             await eventually(lambda: _logged_async(workers, "outage_ended", 1), timeout=30)
             assert await stream == len(events)
         finally:

@@ -6,7 +6,6 @@ the lock goes; everybody else's events keep flowing while it is held.
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import asyncpg
@@ -67,7 +66,7 @@ async def test_a_locked_hot_user_is_retried_and_applied_once_the_lock_goes(
         await lock.rollback()
     finally:
         await locker.close()  # also ends the transaction, should the rollback not have run
-    scenario.fault("row lock released")
+    scenario.recover("row lock released")
     settled = await scenario.settle(timeout=90)
     codes = await fleet.terminate_all()
     seen = outcomes(workers)

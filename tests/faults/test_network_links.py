@@ -49,7 +49,7 @@ async def test_a_stalled_then_cut_database_link_pauses_the_worker_and_loses_noth
             await eventually(lambda: _logged_at_least(workers, "outage_started", 1), timeout=30)
             proxy.resume()
             await eventually(lambda: _logged_at_least(workers, "outage_ended", 1), timeout=30)
-            scenario.fault("database link resumed")
+            scenario.recover("database link resumed")
 
             await eventually(lambda: applied_at_least(checker, 700), timeout=60, interval=0.05)
             proxy.cut()
@@ -57,7 +57,7 @@ async def test_a_stalled_then_cut_database_link_pauses_the_worker_and_loses_noth
             await eventually(lambda: _logged_at_least(workers, "outage_started", 2), timeout=30)
             proxy.heal()
             await eventually(lambda: _logged_at_least(workers, "outage_ended", 2), timeout=30)
-            scenario.fault("database link healed")
+            scenario.recover("database link healed")
             assert await stream == EVENTS
         finally:
             stream.cancel()
@@ -98,7 +98,7 @@ async def test_a_stalled_then_cut_broker_link_is_reconnected_and_loses_nothing(
             await eventually(lambda: _consumers(checker, 0), timeout=60)
             await eventually(lambda: _true(proxy.connections_seen > seen_before), timeout=60)
             proxy.resume()
-            scenario.fault("broker link resumed")
+            scenario.recover("broker link resumed")
             await eventually(lambda: _consumers(checker, 1), timeout=60, interval=0.3)
 
             await eventually(lambda: applied_at_least(checker, 700), timeout=60, interval=0.05)
@@ -108,7 +108,7 @@ async def test_a_stalled_then_cut_broker_link_is_reconnected_and_loses_nothing(
             await eventually(lambda: _consumers(checker, 0), timeout=30)
             await eventually(lambda: _true(proxy.connections_seen > seen_before), timeout=60)
             proxy.heal()
-            scenario.fault("broker link healed")
+            scenario.recover("broker link healed")
             await eventually(lambda: _consumers(checker, 1), timeout=60, interval=0.3)
             assert await stream == EVENTS
         finally:
