@@ -302,3 +302,17 @@ async def has_tokens(db, user_id: uuid.UUID, expected: int) -> bool:
 
 async def idle(worker, amqp_url: str) -> bool:
     return worker.consumer.in_flight == 0 and await queue_depth(amqp_url, WORKER_QUEUE) == 0
+
+
+async def test_retention_counts_from_when_the_worker_dead_lettered_the_event(settings, amqp_url) -> None:
+    now = datetime.now(UTC)
+    await put_dead_letters(
+        amqp_url,
+        # Published long ago, dead-lettered recently: kept.
+        dead_letter("late", "invalid_event", timestamp=now - timedelta(days=30),
+                    headers={"x-dead-lettered-at": now - timedelta(hours=2)}),
+        # No publish time from the gateway, dead-lettered long ago: discarded.
+        dead_letter("stale", "invalid_event", headers={"x-dead-lettered-at": now - timedelta(days=20)}),
+    )
+    assert (await discard(settings, reason="invalid_event", older_than=timedelta(days=14))).discarded == ["stale"]
+    assert await dead_letter_ids(amqp_url) == ["late"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -66,6 +67,7 @@ async def _bad_inputs_flow(db, amqp_url) -> None:
         assert message.body == case.body, f"{case.name}: body not kept byte for byte"
         assert message.headers["x-attempts"] == 1
         assert message.headers["x-origin"] == "test"
+        assert abs((datetime.now(UTC) - message.headers["x-dead-lettered-at"].replace(tzinfo=UTC)).total_seconds()) < 120
         assert message.content_type == case.content_type
         detail = message.headers["x-error-detail"]
         assert detail and b"\x00" not in detail.encode() and "hello from a test" not in detail

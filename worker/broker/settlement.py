@@ -7,6 +7,7 @@ applied event, the confirmed publish for a retry or a dead-letter copy.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ from worker.errors import RetryLater
 log = structlog.get_logger(__name__)
 
 HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+# When the worker dead-lettered the event: the dead-letter queue's retention counts from here.
+HEADER_DEAD_LETTERED_AT = "x-dead-lettered-at"
 HEADER_RETRY_REASON = "x-retry-reason"
 HEADER_RETRY_STEP = "x-retry-step"
 # Headers describing the broker's or our own history of a copy; never carried over.
@@ -115,7 +118,14 @@ class Settler:
     async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str, attempts: int) -> str:
         """Publish the original body to the dead-letter queue with the reason, then ack."""
         headers = _carried_headers(message.headers)
-        headers.update({HEADER_REASON: str(reason), HEADER_DETAIL: detail[:500], HEADER_ATTEMPTS: attempts})
+        headers.update(
+            {
+                HEADER_REASON: str(reason),
+                HEADER_DETAIL: detail[:500],
+                HEADER_ATTEMPTS: attempts,
+                HEADER_DEAD_LETTERED_AT: datetime.now(UTC).replace(microsecond=0),
+            }
+        )
         return await self._republish_then_ack(message, headers, DEAD_LETTER_QUEUE, "dead_lettered")
 
     async def retry(self, message: AbstractIncomingMessage, error: RetryLater, attempts: int) -> str:

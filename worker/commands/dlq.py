@@ -29,6 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
 from worker.broker.settlement import (
     BROKER_HISTORY_HEADERS,
+    HEADER_DEAD_LETTERED_AT,
     HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_RETRY_REASON,
     HEADER_RETRY_STEP,
@@ -60,6 +61,7 @@ REPLAY_DROPPED_HEADERS = frozenset(
         HEADER_RETRY_STEP,
         HEADER_ORIGINAL_ROUTING_KEY,
         HEADER_DELIVERY_COUNT,
+        HEADER_DEAD_LETTERED_AT,
         *BROKER_HISTORY_HEADERS,
     }
 )
