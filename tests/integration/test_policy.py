@@ -7,12 +7,15 @@ import subprocess
 import sys
 
 import aio_pika
+import pytest
 
 from worker.broker.management import ManagementClient, vhost_of
 from worker.broker.policy import WORKER_QUEUE_POLICY, QueuePolicy, apply_policy, check_policy
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.runtime.app import start_worker, stop_worker
 from worker.settings import Settings
 
+from tests.support.config import make_settings
 from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
 from tests.support.events import message_created
 from tests.support.processes import REPO, settings_env
@@ -141,3 +144,16 @@ async def test_with_the_policy_a_message_rejected_twenty_times_is_dead_lettered_
     assert "x-error-reason" not in dead.headers
     assert await queue_depth(amqp_url, WORKER_QUEUE) == 0
 
+
+
+async def test_the_worker_refuses_to_start_without_the_queue_policy(database_url, amqp_url) -> None:
+    settings = make_settings(database_url, amqp_url, require_queue_policy=True)
+    with pytest.raises(RuntimeError, match="policy"):
+        await start_worker(settings)
+
+
+async def test_the_worker_starts_once_the_queue_policy_is_in_force(database_url, amqp_url) -> None:
+    settings = make_settings(database_url, amqp_url, require_queue_policy=True)
+    await apply_policy(settings)
+    running = await start_worker(settings)
+    await stop_worker(running, settings)

@@ -106,6 +106,17 @@ async def check_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_PO
     async with ManagementClient.from_settings(settings) as api:
         defined = _defined_as_expected(await api.get_policy(policy.name), policy.body())
         queue = await api.get_queue(WORKER_QUEUE)
+    return _status(defined, queue, policy)
+
+
+async def check_queue_policy(settings: Settings, policy: QueuePolicy = WORKER_QUEUE_POLICY) -> PolicyStatus:
+    """Like `check_policy`, from the queue alone: needs only the `management` tag, not `policymaker`."""
+    async with ManagementClient.from_settings(settings) as api:
+        queue = await api.get_queue(WORKER_QUEUE)
+    return _status(queue is not None and queue.get("policy") == policy.name, queue, policy)
+
+
+def _status(defined: bool, queue: dict[str, Any] | None, policy: QueuePolicy) -> PolicyStatus:
     if queue is None:
         return PolicyStatus(defined=defined, queue_exists=False, in_force=False)
     effective_name = queue.get("policy") or None

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from worker.broker.consumer import Batching, Consumer
+from worker.broker.policy import check_queue_policy
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
@@ -36,6 +37,7 @@ from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 SCHEMA_POLL_S = 5.0
+POLICY_WAIT_S = 15.0
 
 
 def amqp_url(settings: Settings, connection_name: str) -> str:
@@ -91,6 +93,22 @@ async def wait_for_schema(engine: AsyncEngine, stopping: asyncio.Event | None = 
         await asyncio.sleep(SCHEMA_POLL_S)
 
 
+async def require_queue_policy(settings: Settings) -> None:
+    """Refuse to run without the worker queue's policy: without a delivery limit a poison
+    message loops forever, without at-least-once dead-lettering a crash loop can lose events."""
+    deadline = asyncio.get_running_loop().time() + POLICY_WAIT_S
+    while True:
+        status = await check_queue_policy(settings)
+        if status.in_force:
+            log.info("queue_policy_in_force", policy=status.effective_policy)
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            log.error("queue_policy_missing", detail=status.describe())
+            raise RuntimeError(f"{status.describe()} (set WORKER_REQUIRE_QUEUE_POLICY=false to run without it)")
+        # The management API refreshes a queue's effective policy every few seconds.
+        await asyncio.sleep(1.0)
+
+
 @dataclass
 class Worker:
     """A running worker: what `start_worker` builds and `stop_worker` tears down."""
@@ -139,6 +157,8 @@ async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Wo
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare_topology(channel, schedules.all_delays())
+        if settings.require_queue_policy:
+            await require_queue_policy(settings)
         publisher = ConfirmedPublisher(await open_publisher_channel(connection), settings.publish_timeout_s)
         consumer = Consumer(
             channel,
