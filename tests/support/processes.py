@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
+        # Restarts may share a log file: this process's lines start here.
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker", "run"], cwd=REPO, env=settings_env(self.settings), stdout=log, stderr=log
@@ -45,9 +48,18 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def started(self) -> bool:
+        """The worker logged that it is consuming (its signal handlers are in place)."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return b'"worker_started"' in log.read()
+
     def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM once the worker has started (a process still importing has no handler yet) and wait."""
         assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and not self.started() and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)

@@ -1,26 +1,23 @@
-"""Which deliveries of a channel one multiple-ack may cover.
+"""Acknowledgements of one consuming channel, sent as multiple-acks over settled prefixes.
 
-Delivery tags on a channel count up from 1 with every delivery. A multiple-ack of tag T
-settles every outstanding tag ≤ T, so it is exact only when every tag ≤ T has been
-received here (aiormq hands deliveries over in separate tasks, which may run out of
-order) and every such tag still unsettled belongs to the deliveries being acknowledged.
+Delivery tags on a channel count up from 1. A multiple-ack of tag T settles every
+outstanding tag ≤ T, so it is sent only for a prefix whose every tag was received here
+(aiormq hands deliveries over in separate tasks, which may run out of order) and is ready
+to be acknowledged: committed, or safely copied to a retry or dead-letter queue. A
+delivery that holds the prefix back for long does not hold the others: past a limit the
+waiting ones are acknowledged one by one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-
-@dataclass
-class _Channel:
-    channel: Any
-    received_through: int = 0
-    """Every tag ≤ this has been received."""
-    received_above: set[int] = field(default_factory=set)
-    unsettled: set[int] = field(default_factory=set)
+log = structlog.get_logger(__name__)
 
 
 def channel_of(message: AbstractIncomingMessage) -> Any | None:
@@ -31,46 +28,111 @@ def channel_of(message: AbstractIncomingMessage) -> Any | None:
         return None
 
 
-class AckWindow:
-    """Tracks received and unsettled delivery tags per channel."""
+@dataclass
+class _Channel:
+    channel: Any
+    received_through: int = 0
+    """Every tag ≤ this has been received."""
+    received_above: set[int] = field(default_factory=set)
+    settled_through: int = 0
+    """Every tag ≤ this is settled with the broker (acked or nacked)."""
+    ready: dict[int, AbstractIncomingMessage] = field(default_factory=dict)
+    """Ready to acknowledge, above `settled_through`."""
+    settled_alone: set[int] = field(default_factory=set)
+    """Acked or nacked one by one, above `settled_through`."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def __init__(self) -> None:
+
+class AckWindow:
+    """Tracks deliveries per channel and acknowledges them as late and as few times as is exact."""
+
+    def __init__(self, hold_limit: int = 256) -> None:
+        self.hold_limit = hold_limit
         self._channels: dict[int, _Channel] = {}
 
     def received(self, message: AbstractIncomingMessage) -> None:
-        channel = channel_of(message)
-        if channel is None:
+        state = self._state(message, create=True)
+        if state is None:
             return
-        state = self._channels.get(id(channel))
-        if state is None or state.channel is not channel:
-            self._prune()
-            state = self._channels[id(channel)] = _Channel(channel)
-        tag = message.delivery_tag
-        state.unsettled.add(tag)
-        state.received_above.add(tag)
+        state.received_above.add(message.delivery_tag)
         while state.received_through + 1 in state.received_above:
             state.received_through += 1
             state.received_above.discard(state.received_through)
 
-    def settled(self, message: AbstractIncomingMessage) -> None:
+    async def ack(self, messages: list[AbstractIncomingMessage]) -> set[int]:
+        """Mark deliveries ready and send what acknowledgements are now exact.
+
+        Returns the `id()` of each message whose channel was still open (its acknowledgement is
+        sent now or with a later prefix); acknowledgements on a closed channel are dropped.
+        """
+        accepted: set[int] = set()
+        by_state: dict[int, tuple[_Channel, list[AbstractIncomingMessage]]] = {}
+        for message in messages:
+            state = self._state(message)
+            if state is None:
+                log.warning("ack_dropped", delivery_tag=message.delivery_tag, reason="channel closed")
+                continue
+            by_state.setdefault(id(state), (state, []))[1].append(message)
+        for state, group in by_state.values():
+            async with state.lock:
+                for message in group:
+                    state.ready[message.delivery_tag] = message
+                    accepted.add(id(message))
+                await self._release(state)
+        return accepted
+
+    async def settle_alone(self, message: AbstractIncomingMessage, *, requeue: bool) -> None:
+        """Nack one delivery (requeue) now, in step with the prefix acknowledgements."""
+        state = self._state(message)
+        if state is None:
+            log.warning("nack_dropped", delivery_tag=message.delivery_tag, reason="channel closed")
+            return
+        async with state.lock:
+            try:
+                await message.nack(requeue=requeue)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("nack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
+            state.settled_alone.add(message.delivery_tag)
+            await self._release(state)
+
+    async def _release(self, state: _Channel) -> None:
+        """Send one multiple-ack for the settled prefix; acknowledge long-held ones alone."""
+        tag, top = state.settled_through, None
+        while tag + 1 <= state.received_through and (tag + 1 in state.ready or tag + 1 in state.settled_alone):
+            tag += 1
+            if tag in state.ready:
+                top = tag
+        if tag > state.settled_through:
+            if top is not None:
+                await _send_ack(state.ready[top], multiple=True)
+            state.ready = {t: m for t, m in state.ready.items() if t > tag}
+            state.settled_alone = {t for t in state.settled_alone if t > tag}
+            state.settled_through = tag
+        if len(state.ready) > self.hold_limit:
+            for t, message in sorted(state.ready.items()):
+                await _send_ack(message, multiple=False)
+                state.settled_alone.add(t)
+            state.ready.clear()
+
+    def _state(self, message: AbstractIncomingMessage, *, create: bool = False) -> _Channel | None:
         channel = channel_of(message)
-        state = self._channels.get(id(channel)) if channel is not None else None
+        if channel is None:
+            return None
+        state = self._channels.get(id(channel))
         if state is not None and state.channel is channel:
-            state.unsettled.discard(message.delivery_tag)
-
-    def multiple_ack_covers_exactly(self, messages: list[AbstractIncomingMessage]) -> bool:
-        """True when acking the highest tag of `messages` with multiple=True settles exactly them."""
-        channel = channel_of(messages[0])
-        state = self._channels.get(id(channel)) if channel is not None else None
-        if state is None or state.channel is not channel:
-            return False
-        tags = {m.delivery_tag for m in messages}
-        top = max(tags)
-        if top > state.received_through:
-            return False
-        return all(tag in tags for tag in state.unsettled if tag <= top)
-
-    def _prune(self) -> None:
-        for key, state in list(self._channels.items()):
-            if state.channel.is_closed:
+            return state
+        if not create:
+            return None
+        for key, old in list(self._channels.items()):
+            if old.channel.is_closed:
                 del self._channels[key]
+        state = self._channels[id(channel)] = _Channel(channel)
+        return state
+
+
+async def _send_ack(message: AbstractIncomingMessage, *, multiple: bool) -> None:
+    try:
+        await message.ack(multiple=multiple)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked
+        # NOTE: a delivery tag belongs to its channel; it is never re-sent on a new one.
+        log.warning("ack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)

@@ -174,7 +174,6 @@ class Consumer:
         for delivery in batch:
             if channel_of(delivery.message) is None:
                 # Its channel died: the broker has already put it back for redelivery.
-                self.settler.forget(delivery.message)
                 continue
             try:
                 event = decode_event(delivery.message.body, delivery.message.content_type, received_at, self.limits)

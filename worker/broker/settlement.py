@@ -16,7 +16,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from worker.broker.acks import AckWindow, channel_of
+from worker.broker.acks import AckWindow
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed
 from worker.contract.names import (
     DEAD_LETTER_QUEUE,
@@ -69,51 +69,23 @@ class RetrySchedules:
 
 
 class Settler:
-    """Settles deliveries; one multiple-ack covers a batch only where that is exact (see AckWindow)."""
+    """Settles deliveries: acknowledgements go through the channel's AckWindow."""
 
-    def __init__(self, publisher: ConfirmedPublisher, schedules: RetrySchedules) -> None:
+    def __init__(self, publisher: ConfirmedPublisher, schedules: RetrySchedules, hold_limit: int = 256) -> None:
         self.publisher = publisher
         self.schedules = schedules
-        self.window = AckWindow()
+        self.window = AckWindow(hold_limit)
 
     def received(self, message: AbstractIncomingMessage) -> None:
         self.window.received(message)
 
-    def forget(self, message: AbstractIncomingMessage) -> None:
-        """The delivery is settled (or void, its channel gone)."""
-        self.window.settled(message)
-
     async def ack(self, message: AbstractIncomingMessage) -> bool:
-        """Acknowledge; False when the delivery's channel is gone (the broker will redeliver)."""
-        # NOTE: forgotten only once sent; until then no multiple-ack of another batch may cover it.
-        sent = await _ack(message, multiple=False)
-        self.forget(message)
-        return sent
+        """Acknowledge (with the channel's next settled prefix); False when its channel is gone."""
+        return bool(await self.window.ack([message]))
 
     async def ack_many(self, messages: list[AbstractIncomingMessage]) -> set[int]:
-        """Acknowledge committed deliveries, with one multiple-ack per channel where that is exact.
-
-        Returns the `id()` of each message whose acknowledgement was sent.
-        """
-        by_channel: dict[int, list[AbstractIncomingMessage]] = {}
-        for message in messages:
-            channel = channel_of(message)
-            if channel is None:
-                continue  # void: the broker redelivers it
-            by_channel.setdefault(id(channel), []).append(message)
-        acked: set[int] = set()
-        for group in by_channel.values():
-            if len(group) > 1 and self.window.multiple_ack_covers_exactly(group):
-                top = max(group, key=lambda m: m.delivery_tag)
-                if await _ack(top, multiple=True):
-                    acked.update(id(m) for m in group)
-                for message in group:
-                    self.forget(message)
-                continue
-            for message in group:
-                if await self.ack(message):
-                    acked.add(id(message))
-        return acked
+        """Acknowledge committed deliveries; returns the `id()` of those whose channel was open."""
+        return await self.window.ack(messages)
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str, attempts: int) -> str:
         """Publish the original body to the dead-letter queue with the reason, then ack."""
@@ -156,21 +128,7 @@ class Settler:
     async def requeue(self, message: AbstractIncomingMessage) -> None:
         """Hand the delivery back to the broker (after a pause, so a broken path cannot spin)."""
         await asyncio.sleep(REQUEUE_PAUSE_S)
-        try:
-            await message.nack(requeue=True)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("nack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
-        self.forget(message)
-
-
-async def _ack(message: AbstractIncomingMessage, *, multiple: bool) -> bool:
-    try:
-        await message.ack(multiple=multiple)
-    except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked
-        # NOTE: a delivery tag belongs to its channel; it is never re-sent on a new one.
-        log.warning("ack_dropped", delivery_tag=message.delivery_tag, error=type(exc).__name__)
-        return False
-    return True
+        await self.window.settle_alone(message, requeue=True)
 
 
 def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:

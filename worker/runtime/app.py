@@ -164,7 +164,7 @@ async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Wo
             channel,
             topology.worker_queue,
             applier,
-            Settler(publisher, schedules),
+            Settler(publisher, schedules, hold_limit=max(1, settings.prefetch // 2)),
             Limits(settings.max_body_bytes, settings.max_content_bytes),
             metrics,
             Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.batch_concurrency),
@@ -232,6 +232,7 @@ async def run_worker(settings: Settings) -> int:
     """Consume until SIGTERM or SIGINT (exit 0 after draining) or until the watchdog gives up (exit 1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # NOTE: handlers first, so a SIGTERM during start-up still ends in a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = await start_worker(settings)
