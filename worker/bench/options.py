@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class BenchOptions:
     json_path: Path | None = None
     plot_path: Path | None = None
     log_dir: Path | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     def prefetch_for(self, batch_size: int) -> int:
         """The worker's prefetch for a batch size: never smaller than one batch, or batches could never fill."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
             exchange = await declare_worker_topology(connection, worker_settings)
             policy_problem = await apply_and_wait(worker_settings)
             result["queue_policy"] = policy_problem or "in force"
-            extra_env = {**_policy_env(policy_problem, progress), **options.extra_env}
+            extra_env = _policy_env(policy_problem, progress)
             with _log_dir(options) as log_dir:
                 async with BenchStore(database.dsn) as store:
                     result["machine"]["postgresql"] = await store.conn.fetchval("SHOW server_version")
