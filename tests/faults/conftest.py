@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.settings import Settings
 
+from tests.faults import scenario
 from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario, WorkerFleet
 from tests.support.config import migrated_database
 from tests.support.pg_cluster import PgCluster
@@ -129,3 +130,11 @@ def scenario_factory(report_path: Path, request: pytest.FixtureRequest) -> Calla
         return Scenario(request.node.name, db, database_url, amqp_url, settings, report_path)
 
     return build
+
+
+@pytest.fixture(autouse=True, params=[1, 32], ids=["per-event", "batched"])
+def batch_mode(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run every fault with one event per transaction and with micro-batches."""
+    scenario.BATCH_SIZE[0] = request.param
+    yield request.param
+    scenario.BATCH_SIZE[0] = 1

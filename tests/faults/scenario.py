@@ -30,9 +30,14 @@ REPORTS: list[dict[str, Any]] = []
 REPORT_FILE: list[Path] = []
 
 
+# Every fault runs twice: one event per transaction, and micro-batches (see conftest.batch_mode).
+BATCH_SIZE = [1]
+
+
 def fault_settings(database_url: str, amqp_url: str, **overrides: object) -> Settings:
     """Test settings, with no HTTP port and no policy check (the private broker has no management API)."""
-    return make_settings(database_url, amqp_url, **{"http_port": 0, "require_queue_policy": False, **overrides})
+    defaults = {"http_port": 0, "require_queue_policy": False, "batch_size": BATCH_SIZE[0], "batch_wait_ms": 10}
+    return make_settings(database_url, amqp_url, **{**defaults, **overrides})
 
 
 def mixed_events(users: list[uuid.UUID], count: int, rng: random.Random, conversations_per_user: int = 4) -> list[dict]:

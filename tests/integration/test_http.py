@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker.commands import migrate
 from worker.runtime.app import start_worker, stop_worker
 
 from tests.support.amqp import Gateway
@@ -13,6 +16,7 @@ from tests.support.config import make_settings
 from tests.support.db import create_user, tokens_used
 from tests.support.events import message_created, usage_recorded
 from tests.support.pg_cluster import PgCluster, free_port
+from tests.support.services import create_database, drop_database, unique_name
 from tests.support.waiting import eventually
 
 
@@ -107,3 +111,24 @@ async def _status_is(port: int, path: str, status: int) -> bool:
         return (await get(port, path))[0] == status
     except aiohttp.ClientError:
         return False
+
+
+async def test_a_worker_waits_unready_while_the_schema_is_behind_and_says_so(amqp_url, capfd) -> None:
+    name = unique_name("aiworker_behind")
+    url = await create_database(name)
+    settings = make_settings(url, amqp_url, http_port=free_port())
+    starting = asyncio.create_task(start_worker(settings))
+    try:
+        await eventually(lambda: _status_is(settings.http_port, "/livez", 200), timeout=20)
+        status, body = await get(settings.http_port, "/readyz")
+        assert status == 503 and '"schema_at_head":false' in body
+        await asyncio.to_thread(migrate.upgrade, settings)
+        running = await asyncio.wait_for(starting, timeout=30)
+        assert (await get(settings.http_port, "/readyz"))[0] == 200
+        await stop_worker(running, settings)
+    finally:
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await drop_database(name)
+    assert "schema_behind" in "".join(capfd.readouterr())

@@ -36,7 +36,7 @@ from worker.service.applier import EventApplier
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
-SCHEMA_POLL_S = 5.0
+SCHEMA_POLL_S = 2.0
 POLICY_WAIT_S = 15.0
 
 
@@ -126,11 +126,29 @@ class Worker:
 
 
 async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
-    """Connect, check the schema, declare the topology, serve HTTP and start consuming."""
+    """Serve HTTP (live, not yet ready), wait for the schema, connect, declare the topology, consume."""
     metrics = metrics or Metrics()
+    health = Health()
+    health.liveness["event_loop"] = lambda: True
+    schema = {"at_head": False}
+    health.readiness["schema_at_head"] = lambda: schema["at_head"]
+    health.readiness["started"] = lambda: False
+    http = await serve(build_app(health, metrics), settings.http_port) if settings.http_port else None
+    try:
+        return await _start(settings, metrics, health, http, schema)
+    except BaseException:
+        if http is not None:
+            await http.cleanup()
+        raise
+
+
+async def _start(
+    settings: Settings, metrics: Metrics, health: Health, http: web.AppRunner | None, schema: dict[str, bool]
+) -> Worker:
     engine = create_engine(settings)
     try:
         await wait_for_schema(engine)
+        schema["at_head"] = True
         await _try_inbox_partitions(engine, settings)
         session_factory = create_session_factory(engine)
 
@@ -170,10 +188,8 @@ async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Wo
             Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.batch_concurrency),
         )
         gate.on_change(consumer.on_gate_change)
-        worker = Worker(settings, engine, connection, consumer, gate, metrics, Health())
+        worker = Worker(settings, engine, connection, consumer, gate, metrics, health, http=http)
         _wire_health(worker)
-        if settings.http_port:
-            worker.http = await serve(build_app(worker.health, metrics), settings.http_port)
         await consumer.start()
         worker.background.append(asyncio.create_task(_sample_pool(worker), name="pool-sampler"))
     except BaseException:
@@ -185,7 +201,7 @@ async def start_worker(settings: Settings, metrics: Metrics | None = None) -> Wo
 
 def _wire_health(worker: Worker) -> None:
     consumer, gate = worker.consumer, worker.gate
-    worker.health.liveness["event_loop"] = lambda: True
+    del worker.health.readiness["started"]
     worker.health.liveness["consumer_tasks"] = lambda: worker.draining or consumer.workers_alive
     worker.health.readiness["not_draining"] = lambda: not worker.draining
     worker.health.readiness["database"] = lambda: gate.is_open
