@@ -52,17 +52,26 @@ class Settings(BaseSettings):
     db_command_timeout_s: float = Field(default=30.0, gt=0)
     """Client-side deadline for one database command (asyncpg `command_timeout`)."""
 
-    prefetch: PositiveInt = 64
-    """AMQP prefetch (basic.qos) of the consuming channel: deliveries in flight per process."""
+    prefetch: PositiveInt = 512
+    """AMQP prefetch (basic.qos) of the consuming channel: deliveries in flight per process
+    (keep it at least 2 × batch size × batch concurrency, so the next batches are already here)."""
 
-    batch_size: PositiveInt = 1
-    """Deliveries applied per database transaction; 1 is the strict one-event-per-transaction mode."""
+    batch_size: PositiveInt = 128
+    """Deliveries applied per database transaction (chosen from docs/BENCHMARKS.md); 1 is the strict
+    one-event-per-transaction mode."""
 
     batch_wait_ms: int = Field(default=5, ge=0)
     """How long a batch waits to fill up before it is applied anyway."""
 
-    batch_concurrency: PositiveInt = 4
-    """Batches applied at the same time per process (each holds one database connection)."""
+    batch_concurrency: PositiveInt | None = None
+    """Batches applied at the same time per process, each on its own connection; unset: 2 when
+    batching, the pool size when `WORKER_BATCH_SIZE=1` (single-event transactions need many in flight)."""
+
+    @property
+    def effective_batch_concurrency(self) -> int:
+        if self.batch_concurrency is not None:
+            return self.batch_concurrency
+        return 2 if self.batch_size > 1 else self.db_pool_size
 
     heartbeat_s: int = Field(default=15, ge=1, le=60)
     """AMQP heartbeat; a dead link is noticed within about two of these."""
@@ -110,6 +119,9 @@ class Settings(BaseSettings):
 
     inbox_days_ahead: int = Field(default=7, ge=1)
     """Daily inbox partitions created ahead of time."""
+
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """Event loop of `worker run`: uvloop (faster; measured in docs/BENCHMARKS.md) or the standard one."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level written to the log."""

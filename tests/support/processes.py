@@ -18,6 +18,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """`WORKER_*` variables that reproduce `settings` in a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
     for name, value in settings.model_dump().items():
+        if value is None:
+            continue
         env[f"WORKER_{name.upper()}"] = (
             "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
         )

@@ -16,4 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime.app import run_worker
 
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(run_worker(settings))
     return asyncio.run(run_worker(settings))

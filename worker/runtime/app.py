@@ -185,7 +185,7 @@ async def _start(
             Settler(publisher, schedules, hold_limit=max(1, settings.prefetch // 2)),
             Limits(settings.max_body_bytes, settings.max_content_bytes),
             metrics,
-            Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.batch_concurrency),
+            Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.effective_batch_concurrency),
         )
         gate.on_change(consumer.on_gate_change)
         worker = Worker(settings, engine, connection, consumer, gate, metrics, health, http=http)
