@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
-from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.db.models import Base
+from alembic import context
 from worker.db.inbox_partitions import PARENT as INBOX_TABLE
+from worker.db.models import Base
 from worker.settings import Settings
 
 config = context.config

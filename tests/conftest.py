@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from worker.runtime.app import Worker, start_worker, stop_worker
-from worker.settings import Settings
-
 from tests.support.config import make_settings, migrated_database
 from tests.support.db import create_user
 from tests.support.services import create_vhost, delete_vhost, drop_database, unique_name
+from worker.runtime.app import Worker, start_worker, stop_worker
+from worker.settings import Settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from worker.settings import Settings
-
 from tests.faults import scenario
 from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario, WorkerFleet
 from tests.support.config import migrated_database
@@ -18,6 +16,7 @@ from tests.support.pg_cluster import PgCluster
 from tests.support.rabbit_node import RabbitNode
 from tests.support.services import drop_database, unique_name
 from tests.support.tcp_proxy import TcpProxy
+from worker.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 REPORT_NAME = "faults-last-report.json"

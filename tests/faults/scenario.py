@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import traceback
 import random
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -17,13 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.settings import Settings
-
 from tests.support.amqp import declare_worker_topology
 from tests.support.checker import Checker, Ledger, RecordingPublisher, Report
 from tests.support.config import make_settings
 from tests.support.events import message_created, usage_recorded
 from tests.support.processes import WorkerProcess
+from worker.settings import Settings
 
 # Every report of this run, in order, and the file they are written to; the conftest prints both.
 REPORTS: list[dict[str, Any]] = []

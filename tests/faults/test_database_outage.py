@@ -10,8 +10,6 @@ import asyncio
 import random
 import time
 
-from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
-
 from tests.faults.scenario import (
     applied_at_least,
     assert_clean,
@@ -24,6 +22,7 @@ from tests.faults.scenario import (
 )
 from tests.support.db import create_user
 from tests.support.waiting import eventually
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 
 APP_NAME = "llm-persistence-worker"
 DOWN_SAMPLES = 8

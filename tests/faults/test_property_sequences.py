@@ -13,16 +13,17 @@ from collections import Counter
 from typing import Any
 
 import aio_pika
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
-
-from worker.contract.names import WORKER_QUEUE
-from worker.runtime.app import start_worker, stop_worker
 
 from tests.faults.scenario import assert_clean, fault_settings
 from tests.support.checker import Checker, Ledger, RecordingPublisher
 from tests.support.db import create_user, rows
 from tests.support.events import message_created, tokens_of, usage_recorded
+from worker.contract.names import WORKER_QUEUE
+from worker.runtime.app import start_worker, stop_worker
 
 EXAMPLES = 15
 

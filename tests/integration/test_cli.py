@@ -7,8 +7,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 from tests.support.amqp import declare_worker_topology, drain_queue
 from tests.support.config import make_settings
 from tests.support.db import scalar

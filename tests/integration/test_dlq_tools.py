@@ -12,11 +12,6 @@ from typing import Any
 import aio_pika
 from sqlalchemy import text
 
-from worker.broker.policy import apply_policy
-from worker.commands.dlq import discard, peek, replay, stats
-from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
-from worker.settings import Settings
-
 from tests.integration.test_policy import policy_in_force, reject_until_dead_lettered
 from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
 from tests.support.db import create_user, scalar, tokens_used
@@ -24,6 +19,10 @@ from tests.support.events import body as encode
 from tests.support.events import message_created, usage_recorded
 from tests.support.processes import REPO, settings_env
 from tests.support.waiting import eventually
+from worker.broker.policy import apply_policy
+from worker.commands.dlq import discard, peek, replay, stats
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.settings import Settings
 
 SECRET = "the user's private words"
 FAILURE_HEADERS = ("x-error-reason", "x-error-detail", "x-attempts", "x-death", "x-retry-reason", "x-retry-step",

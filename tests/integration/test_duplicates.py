@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker.runtime.app import start_worker, stop_worker
-
 from tests.support.amqp import Gateway, queue_depth
 from tests.support.config import make_settings
 from tests.support.db import create_user, scalar, tokens_used
 from tests.support.events import message_created, usage_recorded
 from tests.support.waiting import eventually
+from worker.runtime.app import start_worker, stop_worker
 
 
 async def _drained(db, amqp_url, event_ids: list[str]) -> bool:

@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
-
 from tests.conftest import make_settings
 from tests.support.amqp import Gateway, drain_queue, queue_depth
 from tests.support.bad_inputs import corpus
 from tests.support.db import create_user, scalar, tokens_used
 from tests.support.events import message_created, usage_recorded
 from tests.support.waiting import eventually
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 from worker.runtime.app import start_worker, stop_worker
 
 

@@ -8,9 +8,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.commands import migrate
-from worker.runtime.app import start_worker, stop_worker
-
 from tests.support.amqp import Gateway
 from tests.support.config import make_settings
 from tests.support.db import create_user, tokens_used
@@ -18,6 +15,8 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.pg_cluster import PgCluster, free_port
 from tests.support.services import create_database, drop_database, unique_name
 from tests.support.waiting import eventually
+from worker.commands import migrate
+from worker.runtime.app import start_worker, stop_worker
 
 
 async def get(port: int, path: str) -> tuple[int, str]:

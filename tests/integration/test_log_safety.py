@@ -9,15 +9,14 @@ import uuid
 import pytest
 from yarl import URL
 
-from worker.logs import configure_logging
-from worker.runtime.app import start_worker, stop_worker
-
 from tests.support.amqp import Gateway, queue_depth
 from tests.support.config import make_settings
 from tests.support.db import create_user, tokens_used
 from tests.support.events import message_created
 from tests.support.services import _rabbitmqctl
 from tests.support.waiting import eventually
+from worker.logs import configure_logging
+from worker.runtime.app import start_worker, stop_worker
 
 SECRET_CONTENT = "patient record 7f3e-confidential"
 DB_PASSWORD = f"db-pw-{uuid.uuid4().hex[:8]}"

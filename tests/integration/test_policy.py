@@ -9,17 +9,16 @@ import sys
 import aio_pika
 import pytest
 
+from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
+from tests.support.config import make_settings
+from tests.support.events import message_created
+from tests.support.processes import REPO, settings_env
+from tests.support.waiting import eventually
 from worker.broker.management import ManagementClient, vhost_of
 from worker.broker.policy import WORKER_QUEUE_POLICY, QueuePolicy, apply_policy, check_policy
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 from worker.runtime.app import start_worker, stop_worker
 from worker.settings import Settings
-
-from tests.support.config import make_settings
-from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
-from tests.support.events import message_created
-from tests.support.processes import REPO, settings_env
-from tests.support.waiting import eventually
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -7,14 +7,13 @@ import uuid
 
 import pytest
 
-from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
-
 from tests.support.amqp import Gateway, declare_worker_topology, queue_depth
 from tests.support.config import make_settings
 from tests.support.db import create_user, rows, scalar, tokens_used
 from tests.support.events import message_created, tokens_of, usage_recorded
 from tests.support.processes import WorkerProcess
 from tests.support.waiting import eventually
+from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from worker.commands import migrate
-from worker.runtime.app import ensure_inbox_partitions, start_worker, stop_worker
-from worker.settings import Settings
-
 from tests.support.amqp import Gateway, queue_depth
 from tests.support.config import make_settings
 from tests.support.db import create_user, rows, scalar, tokens_used
@@ -23,6 +19,10 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.roles import Roles, apply_roles, apply_worker_grants, drop_roles, new_roles
 from tests.support.services import create_database, drop_database, unique_name
 from tests.support.waiting import eventually
+from worker.commands import migrate
+from worker.db.inbox_partitions import ensure_inbox_partitions
+from worker.runtime.app import start_worker, stop_worker
+from worker.settings import Settings
 
 TABLES = ("users", "conversations", "messages", "usage_records", "api_keys", "processed_events", "alembic_version")
 

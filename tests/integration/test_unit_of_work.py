@@ -8,18 +8,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-
-from worker.db.engine import create_session_factory
-from worker.db.inbox_partitions import maintain_partitions, partition_name
-from worker.db.models import User
-from worker.db.unit_of_work import UnitOfWork
-from worker.service.rows import EventKey
-
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.config import migrated_database
 from tests.support.db import create_user, scalar, tokens_used
 from tests.support.services import drop_database, unique_name
+from worker.db.engine import create_session_factory
+from worker.db.inbox_partitions import maintain_partitions, partition_name
+from worker.db.models import User
+from worker.db.unit_of_work import UnitOfWork
+from worker.service.rows import EventKey
 
 
 @pytest.fixture(scope="module")

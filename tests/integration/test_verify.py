@@ -11,9 +11,6 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.commands.verify import Drift, find_drift
-from worker.settings import Settings
-
 from tests.support.amqp import Gateway
 from tests.support.config import migrated_database
 from tests.support.db import create_user, scalar, tokens_used
@@ -21,6 +18,8 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.processes import REPO, settings_env
 from tests.support.services import drop_database, unique_name
 from tests.support.waiting import eventually
+from worker.commands.verify import Drift, find_drift
+from worker.settings import Settings
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -9,10 +9,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from tests.support.events import body as encode
 from worker.broker.topology import declare_topology
 from worker.contract.names import DEAD_LETTER_QUEUE, EXCHANGE
-
-from tests.support.events import body as encode
 
 
 class Gateway:

@@ -25,9 +25,9 @@ import aio_pika
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.events import body as encode
+from tests.support.events import tokens_of
 from worker.contract.names import DEAD_LETTER_QUEUE, EXCHANGE, HEADER_REASON, WORKER_QUEUE, delay_queue_name
-
-from tests.support.events import body as encode, tokens_of
 
 REPO = Path(__file__).resolve().parents[2]
 

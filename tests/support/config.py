@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.services import create_database
 from worker.commands import migrate
 from worker.db.engine import create_engine
-from worker.runtime.app import ensure_inbox_partitions
+from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.settings import Settings
-
-from tests.support.services import create_database
 
 
 def make_settings(database_url: str, amqp_url: str, **overrides: object) -> Settings:

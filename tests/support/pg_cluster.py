@@ -94,7 +94,7 @@ class PgCluster:
         # Imported here: the cluster itself must not depend on the worker package importing cleanly.
         from worker.commands import migrate
         from worker.db.engine import create_engine
-        from worker.runtime.app import ensure_inbox_partitions
+        from worker.db.inbox_partitions import ensure_inbox_partitions
         from worker.settings import Settings
 
         conn = await asyncpg.connect(self.admin_dsn)

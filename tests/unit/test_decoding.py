@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from tests.support.events import body, example, message_created, usage_recorded
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import MessageCreatedData, UsageRecordedData
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected
-
-from tests.support.events import body, example, message_created, usage_recorded
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 LIMITS = Limits(max_body_bytes=64 * 1024, max_content_bytes=1024)

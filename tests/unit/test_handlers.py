@@ -7,15 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.support.events import body, message_created, usage_recorded
+from tests.unit.fakes import FakeStore, FakeUnitOfWork
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, UnknownUser
 from worker.service.batch import apply_batch
 from worker.service.outcomes import Outcome
-
-from tests.support.events import body, message_created, usage_recorded
-from tests.unit.fakes import FakeStore, FakeUnitOfWork
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from worker.commands import migrate
 from worker.db.engine import create_engine
-from worker.runtime.app import ensure_inbox_partitions
+from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.settings import Settings
 
 ADMIN_DATABASE = "postgres"

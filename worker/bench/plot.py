@@ -29,7 +29,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     failed = [f"{r['workload']} B={r['batch_size']}" for r in runs if not r["counters_ok"]]
     good = [r for r in runs if r["counters_ok"]]
     workloads = sorted({r["workload"] for r in runs}, key=lambda w: ORDER.index(w) if w in ORDER else len(ORDER))
-    for colour, workload in zip(("tab:blue", "tab:orange", "tab:green"), workloads):
+    for colour, workload in zip(("tab:blue", "tab:orange", "tab:green"), workloads, strict=False):
         mine = sorted((r for r in good if r["workload"] == workload), key=lambda r: r["batch_size"])
         sizes = [r["batch_size"] for r in mine]
         throughput.plot(sizes, [r["events_per_s"] for r in mine], marker="o", color=colour, label=f"worker, {workload}")

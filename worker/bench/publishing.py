@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
+from worker.bench.workload import EventSpec, Workload
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed
 from worker.commands.publish import CONTENT_TYPE
-from worker.bench.workload import EventSpec, Workload
 
 Progress = Callable[[int], None]
 

@@ -43,7 +43,7 @@ def render_table(result: dict[str, Any]) -> str:
     header = " ".join(name.rjust(width) for name, width in COLUMNS)
     lines = [header, "-" * len(header)]
     for run in result["runs"]:
-        lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(_row(run), COLUMNS)))
+        lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(_row(run), COLUMNS, strict=True)))
     return "\n".join(lines)
 
 

@@ -9,13 +9,20 @@ towards the limit, so a few worker restarts must not use it up: keep it at 20 or
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from worker.broker.management import ManagementClient
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+# The management API refreshes a queue's effective policy every few seconds.
+POLICY_WAIT_S = 15.0
 
 MIN_DELIVERY_LIMIT = 20
 
@@ -132,3 +139,18 @@ def _status(defined: bool, queue: dict[str, Any] | None, policy: QueuePolicy) ->
 def _defined_as_expected(record: dict[str, Any] | None, expected: dict[str, Any]) -> bool:
     return record is not None and all(record.get(key) == value for key, value in expected.items())
 
+
+async def require_queue_policy(settings: Settings) -> None:
+    """Refuse to run without the worker queue's policy: without a delivery limit a poison
+    message loops forever, without at-least-once dead-lettering a crash loop can lose events."""
+    deadline = asyncio.get_running_loop().time() + POLICY_WAIT_S
+    while True:
+        status = await check_queue_policy(settings)
+        if status.in_force:
+            log.info("queue_policy_in_force", policy=status.effective_policy)
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            log.error("queue_policy_missing", detail=status.describe())
+            raise RuntimeError(f"{status.describe()} (set WORKER_REQUIRE_QUEUE_POLICY=false to run without it)")
+        # The management API refreshes a queue's effective policy every few seconds.
+        await asyncio.sleep(1.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq.exceptions import AMQPError
@@ -25,7 +23,7 @@ class ConfirmedPublisher:
         target = exchange or self.channel.default_exchange
         try:
             confirmation = await target.publish(message, routing_key, mandatory=True, timeout=self.timeout_s)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise PublishFailed(f"no confirm within {self.timeout_s}s for {routing_key!r}") from exc
         except aio_pika.exceptions.DeliveryError as exc:
             raise PublishFailed(f"broker returned the message for {routing_key!r} (unroutable)") from exc

@@ -7,9 +7,9 @@ applied event, the confirmed publish for a retry or a dead-letter copy.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from worker.db.engine import create_engine
-from worker.runtime.app import ensure_inbox_partitions
+from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.settings import Settings
 
 

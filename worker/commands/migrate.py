@@ -6,7 +6,6 @@ import argparse
 import asyncio
 
 from alembic import command
-
 from worker.commands import inbox
 from worker.db.migrations import alembic_config
 from worker.settings import Settings

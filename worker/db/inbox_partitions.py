@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from worker.db.failures import sqlstate_of
-from sqlalchemy.ext.asyncio import AsyncConnection
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 PARENT = "processed_events"
 DEFAULT_PARTITION = f"{PARENT}_default"
@@ -92,3 +96,29 @@ async def _existing_daily_partitions(conn: AsyncConnection) -> set[date]:
             raw = match.group(1)
             days.add(date(int(raw[:4]), int(raw[4:6]), int(raw[6:])))
     return days
+
+
+async def ensure_inbox_partitions(engine: AsyncEngine, settings: Settings, *, drop_expired: bool) -> None:
+    """Create the coming days' inbox partitions (and drop expired ones when asked)."""
+    async with engine.begin() as conn:
+        report = await maintain_partitions(
+            conn,
+            today=datetime.now(UTC).date(),
+            days_ahead=settings.inbox_days_ahead,
+            retention_days=settings.inbox_retention_days if drop_expired else None,
+        )
+    if report.created or report.dropped:
+        log.info("inbox_partitions_maintained", created=report.created, dropped=report.dropped)
+    if report.failed:
+        log.error("inbox_partitions_blocked_by_default_rows", partitions=report.failed)
+
+
+async def try_inbox_partitions(engine: AsyncEngine, settings: Settings) -> None:
+    """Best effort at start-up: a least-privilege worker role cannot create tables, and the
+    daily `worker inbox maintain` job (as the owner) is what keeps partitions ahead."""
+    try:
+        await ensure_inbox_partitions(engine, settings, drop_expired=False)
+    except DBAPIError as exc:
+        if sqlstate_of(exc) != "42501":
+            raise
+        log.info("inbox_partitions_left_to_maintenance_job", reason="no privilege to create partitions")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 from pathlib import Path
 
+import structlog
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = structlog.get_logger(__name__)
+# How often a worker waiting for a migration looks again.
+SCHEMA_POLL_S = 2.0
 
 
 def alembic_config(database_url: str) -> Config:
@@ -38,3 +44,17 @@ async def current_revision(conn: AsyncConnection) -> str | None:
     if not result.scalar():
         return None
     return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+async def wait_for_schema(engine: AsyncEngine) -> None:
+    """Wait until the database is at the Alembic head this build expects (a rollout may migrate later)."""
+    head, warned = expected_head(), False
+    while True:
+        async with engine.connect() as conn:
+            revision = await current_revision(conn)
+        if revision == head:
+            return
+        if not warned:
+            log.error("schema_behind", database_revision=revision, expected_revision=head)
+            warned = True
+        await asyncio.sleep(SCHEMA_POLL_S)

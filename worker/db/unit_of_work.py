@@ -6,7 +6,6 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from worker.service.ports import AbstractUnitOfWork
 from worker.db.repositories import (
     ApiKeyRepository,
     ConversationRepository,
@@ -15,6 +14,7 @@ from worker.db.repositories import (
     UsageRecordRepository,
     UserRepository,
 )
+from worker.service.ports import AbstractUnitOfWork
 
 
 class UnitOfWork(AbstractUnitOfWork):

@@ -5,27 +5,24 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from worker.broker.consumer import Batching, Consumer
-from worker.broker.policy import check_queue_policy
+from worker.broker.policy import require_queue_policy
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
 from worker.db.engine import create_engine, create_session_factory
-from worker.db.failures import sqlstate_of
-from worker.db.inbox_partitions import maintain_partitions
-from worker.db.migrations import current_revision, expected_head
+from worker.db.inbox_partitions import try_inbox_partitions
+from worker.db.migrations import wait_for_schema
 from worker.db.unit_of_work import UnitOfWork
 from worker.observability.health import Health
 from worker.observability.http import build_app, serve
@@ -36,8 +33,6 @@ from worker.service.applier import EventApplier
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
-SCHEMA_POLL_S = 2.0
-POLICY_WAIT_S = 15.0
 
 
 def amqp_url(settings: Settings, connection_name: str) -> str:
@@ -49,64 +44,6 @@ def amqp_url(settings: Settings, connection_name: str) -> str:
 
 async def connect_broker(settings: Settings, connection_name: str) -> AbstractRobustConnection:
     return await aio_pika.connect_robust(amqp_url(settings, connection_name))
-
-
-async def ensure_inbox_partitions(engine: AsyncEngine, settings: Settings, *, drop_expired: bool) -> None:
-    """Create the coming days' inbox partitions (and drop expired ones when asked)."""
-    async with engine.begin() as conn:
-        report = await maintain_partitions(
-            conn,
-            today=datetime.now(UTC).date(),
-            days_ahead=settings.inbox_days_ahead,
-            retention_days=settings.inbox_retention_days if drop_expired else None,
-        )
-    if report.created or report.dropped:
-        log.info("inbox_partitions_maintained", created=report.created, dropped=report.dropped)
-    if report.failed:
-        log.error("inbox_partitions_blocked_by_default_rows", partitions=report.failed)
-
-
-async def _try_inbox_partitions(engine: AsyncEngine, settings: Settings) -> None:
-    """Best effort at start-up: a least-privilege worker role cannot create tables, and the
-    daily `worker inbox maintain` job (as the owner) is what keeps partitions ahead."""
-    try:
-        await ensure_inbox_partitions(engine, settings, drop_expired=False)
-    except DBAPIError as exc:
-        if sqlstate_of(exc) != "42501":
-            raise
-        log.info("inbox_partitions_left_to_maintenance_job", reason="no privilege to create partitions")
-
-
-async def wait_for_schema(engine: AsyncEngine, stopping: asyncio.Event | None = None) -> None:
-    """Wait until the database is at the Alembic head this build expects (a rollout may migrate later)."""
-    head, warned = expected_head(), False
-    while True:
-        async with engine.connect() as conn:
-            revision = await current_revision(conn)
-        if revision == head:
-            return
-        if not warned:
-            log.error("schema_behind", database_revision=revision, expected_revision=head)
-            warned = True
-        if stopping is not None and stopping.is_set():
-            raise RuntimeError("stopped while waiting for the schema")
-        await asyncio.sleep(SCHEMA_POLL_S)
-
-
-async def require_queue_policy(settings: Settings) -> None:
-    """Refuse to run without the worker queue's policy: without a delivery limit a poison
-    message loops forever, without at-least-once dead-lettering a crash loop can lose events."""
-    deadline = asyncio.get_running_loop().time() + POLICY_WAIT_S
-    while True:
-        status = await check_queue_policy(settings)
-        if status.in_force:
-            log.info("queue_policy_in_force", policy=status.effective_policy)
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            log.error("queue_policy_missing", detail=status.describe())
-            raise RuntimeError(f"{status.describe()} (set WORKER_REQUIRE_QUEUE_POLICY=false to run without it)")
-        # The management API refreshes a queue's effective policy every few seconds.
-        await asyncio.sleep(1.0)
 
 
 @dataclass
@@ -149,7 +86,7 @@ async def _start(
     try:
         await wait_for_schema(engine)
         schema["at_head"] = True
-        await _try_inbox_partitions(engine, settings)
+        await try_inbox_partitions(engine, settings)
         session_factory = create_session_factory(engine)
 
         async def probe() -> None:
