@@ -1,10 +1,17 @@
-"""structlog set-up: JSON for machines, console for people; stdlib loggers go through the same pipeline."""
+"""structlog set-up: JSON for machines, console for people; stdlib loggers go through the same processors.
+
+The worker's own lines (one per event, so on the hot path) are rendered by structlog
+directly with orjson; the rarer lines of aio-pika, SQLAlchemy and asyncpg arrive through
+the standard library and get the same processors and the same JSON shape.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 from worker.settings import Settings
@@ -16,34 +23,74 @@ QUIET_LOGGERS = ("sqlalchemy.engine", "aiormq", "aio_pika", "asyncpg", "alembic.
 def configure_logging(settings: Settings) -> None:
     """Configure structlog and the stdlib root logger once, at start-up."""
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
-    shared = [
+    level = logging.getLevelName(settings.log_level)
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    if use_json:
+        structlog.configure(
+            processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer(_dumps)],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=_NamedLoggerFactory(lambda: structlog.BytesLogger(sys.stderr.buffer)),
+            cache_logger_on_first_use=False,
+        )
+        foreign_renderer: Any = structlog.processors.JSONRenderer(_dumps_text)
+    else:
+        structlog.configure(
+            processors=[*shared, structlog.dev.ConsoleRenderer()],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=_NamedLoggerFactory(lambda: structlog.PrintLogger(sys.stderr)),
+            cache_logger_on_first_use=False,
+        )
+        foreign_renderer = structlog.dev.ConsoleRenderer()
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if use_json else _identity,
-            renderer,
+            foreign_renderer,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
+    root.setLevel(level)
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
+
+
+class _NamedLoggerFactory:
+    """structlog's own loggers, carrying the module name `structlog.get_logger(__name__)` gave."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+    def __call__(self, *args: Any) -> Any:
+        logger = self.make()
+        return _Named(logger, args[0] if args else "worker")
+
+
+class _Named:
+    """A structlog output logger with a `name`, for `add_logger_name`."""
+
+    def __init__(self, logger: Any, name: str) -> None:
+        self._logger = logger
+        self.name = name
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._logger, method)
+
+
+def _dumps(event: dict[str, Any], **_: Any) -> bytes:
+    return orjson.dumps(event, default=str)
+
+
+def _dumps_text(event: dict[str, Any], **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
 
 
 def _identity(logger: object, name: str, event_dict: dict) -> dict:

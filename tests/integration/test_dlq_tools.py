@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -281,7 +282,7 @@ async def test_discard_removes_only_the_reason_and_age_asked_for(settings, amqp_
     result = await cli(settings, "dlq", "discard", "--reason", "invalid_json", "--older-than", "7d")
     assert result.returncode == 0, result.stderr.decode()
     assert b"discarded 1" in result.stdout
-    assert b'"event_id": "old"' in result.stderr and b"dead_letter_discarded" in result.stderr
+    assert re.search(rb'"event_id": ?"old"', result.stderr) and b"dead_letter_discarded" in result.stderr
     assert SECRET.encode() not in result.stdout + result.stderr
 
     assert (await discard(settings, reason="delivery_limit", older_than=timedelta(days=21))).discarded == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,4 +71,16 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace").splitlines()
 
     def applied_count(self) -> int:
-        return sum(1 for line in self.log_lines() if '"outcome": "applied"' in line)
+        return sum(1 for record in self.log_records() if record.get("outcome") == "applied")
+
+    def log_records(self) -> list[dict]:
+        """The JSON log lines, parsed (anything else, such as a traceback, is skipped)."""
+        records = []
+        for line in self.log_lines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records

@@ -38,15 +38,19 @@ class Limits:
 
 def decode_event(body: bytes, content_type: str | None, received_at: datetime, limits: Limits) -> Event:
     """Validate one delivery's body and return the event it carries."""
-    document = _parse_body(body, content_type, limits)
-    envelope = _validate(Envelope, {k: v for k, v in document.items()}, prefix="")
-    _check_strings(
-        {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}, "", depth_limit=None
-    )
+    document, clean = _parse_body(body, content_type, limits)
+    envelope = _validate(Envelope, document, prefix="")
+    if not clean:
+        _check_strings(
+            {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}, "", depth_limit=None
+        )
     data_model = DATA_MODELS.get(envelope.type)
     if data_model is None:
         raise EventRejected(Reason.UNKNOWN_TYPE, f"type {_quote(envelope.type)} is not handled by this worker")
-    _check_data_strings(envelope.data)
+    if clean:
+        _check_depth(envelope.data.get("metadata"))
+    else:
+        _check_data_strings(envelope.data)
     data = _validate(data_model, envelope.data, prefix="data.")
     if isinstance(data, MessageCreatedData):
         if len(data.content.encode("utf-8")) > limits.max_content_bytes:
@@ -61,7 +65,12 @@ def decode_event(body: bytes, content_type: str | None, received_at: datetime, l
     )
 
 
-def _parse_body(body: bytes, content_type: str | None, limits: Limits) -> dict[str, Any]:
+def _parse_body(body: bytes, content_type: str | None, limits: Limits) -> tuple[dict[str, Any], bool]:
+    """The JSON object, and whether its strings are known clean without walking them.
+
+    orjson refuses lone surrogates and raw control characters, so a body it parsed can
+    hold a NUL character only through the escape `\\u0000`.
+    """
     if content_type and content_type.split(";", 1)[0].strip().lower() not in ACCEPTED_CONTENT_TYPES:
         raise EventRejected(Reason.INVALID_EVENT, "content type is not application/cloudevents+json or application/json")
     if len(body) > limits.max_body_bytes:
@@ -70,11 +79,12 @@ def _parse_body(body: bytes, content_type: str | None, limits: Limits) -> dict[s
         raise EventRejected(Reason.INVALID_JSON, "body is empty")
     try:
         document = orjson.loads(body)
+        clean = b"\\u0000" not in body
     except orjson.JSONDecodeError:
-        document = _parse_leniently(body)
+        document, clean = _parse_leniently(body), False
     if not isinstance(document, dict):
         raise EventRejected(Reason.INVALID_JSON, f"body is a JSON {_json_kind(document)}, not an object")
-    return document
+    return document, clean
 
 
 def _parse_leniently(body: bytes) -> Any:
@@ -118,6 +128,11 @@ def _check_data_strings(data: dict[str, Any]) -> None:
     metadata = data.get("metadata")
     _check_strings({k: v for k, v in data.items() if k != "metadata"}, "data.", depth_limit=None)
     if metadata is not None:
+        _check_strings(metadata, "data.metadata", depth_limit=MAX_METADATA_DEPTH)
+
+
+def _check_depth(metadata: Any) -> None:
+    if isinstance(metadata, dict | list):
         _check_strings(metadata, "data.metadata", depth_limit=MAX_METADATA_DEPTH)
 
 
