@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     """Deliveries applied per database transaction (chosen from docs/BENCHMARKS.md); 1 is the strict
     one-event-per-transaction mode."""
 
-    batch_wait_ms: int = Field(default=5, ge=0)
-    """How long a batch waits to fill up before it is applied anyway."""
+    batch_wait_ms: int = Field(default=25, ge=0)
+    """How long an under-filled batch waits for company before it is applied anyway (docs/BENCHMARKS.md)."""
 
     batch_concurrency: PositiveInt | None = None
     """Batches applied at the same time per process, each on its own connection; unset: 2 when
