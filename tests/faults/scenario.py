@@ -107,27 +107,14 @@ class WorkerFleet:
             worker.kill()
 
 
-def log_records(worker: WorkerProcess) -> list[dict[str, Any]]:
-    """The worker's JSON log lines as dicts (anything else, e.g. a traceback, is skipped)."""
-    records = []
-    for line in worker.log_lines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def outcomes(workers: list[WorkerProcess]) -> Counter[str]:
     """How often each settlement outcome was logged across `workers`."""
-    return Counter(str(r["outcome"]) for w in workers for r in log_records(w) if r.get("outcome"))
+    return Counter(str(r["outcome"]) for w in workers for r in w.log_records() if r.get("outcome"))
 
 
 def logged(workers: list[WorkerProcess], event: str) -> int:
     """How many log lines named `event` the workers wrote."""
-    return sum(1 for w in workers for r in log_records(w) if r.get("event") == event)
+    return sum(1 for w in workers for r in w.log_records() if r.get("event") == event)
 
 
 def log_excerpt(workers: list[WorkerProcess], lines: int = 25) -> str:
