@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.support.services import create_database
 from worker.commands import migrate
-from worker.db.engine import create_engine
-from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.settings import Settings
 
 
@@ -36,11 +32,5 @@ def make_settings(database_url: str, amqp_url: str, **overrides: object) -> Sett
 
 async def migrated_database(name: str) -> str:
     url = await create_database(name)
-    settings = Settings(_env_file=None, database_url=url)
-    await asyncio.to_thread(migrate.upgrade, settings)
-    engine = create_engine(settings, pool_size=1)
-    try:
-        await ensure_inbox_partitions(engine, settings, drop_expired=False)
-    finally:
-        await engine.dispose()
+    await migrate.build_schema(Settings(_env_file=None, database_url=url))
     return url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -93,8 +92,6 @@ class PgCluster:
         """Create `name`, upgrade it to head with the project's migrations and add inbox partitions."""
         # Imported here: the cluster itself must not depend on the worker package importing cleanly.
         from worker.commands import migrate
-        from worker.db.engine import create_engine
-        from worker.db.inbox_partitions import ensure_inbox_partitions
         from worker.settings import Settings
 
         conn = await asyncpg.connect(self.admin_dsn)
@@ -103,13 +100,7 @@ class PgCluster:
         finally:
             await conn.close()
         url = self.url(name)
-        settings = Settings(_env_file=None, database_url=url)
-        await asyncio.to_thread(migrate.upgrade, settings)
-        engine = create_engine(settings, pool_size=1)
-        try:
-            await ensure_inbox_partitions(engine, settings, drop_expired=False)
-        finally:
-            await engine.dispose()
+        await migrate.build_schema(Settings(_env_file=None, database_url=url))
         return url
 
     async def terminate_backends(self, application_name: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -10,8 +9,6 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from worker.commands import migrate
-from worker.db.engine import create_engine
-from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.settings import Settings
 
 ADMIN_DATABASE = "postgres"
@@ -50,14 +47,7 @@ class PrivateDatabase:
             await conn.execute(f'CREATE DATABASE "{self.name}"')
         finally:
             await conn.close()
-        own = settings.model_copy(update={"database_url": self.url})
-        # Alembic runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(migrate.upgrade, own)
-        engine = create_engine(own, pool_size=1)
-        try:
-            await ensure_inbox_partitions(engine, own, drop_expired=False)
-        finally:
-            await engine.dispose()
+        await migrate.build_schema(settings.model_copy(update={"database_url": self.url}))
 
     async def drop(self) -> None:
         """DROP DATABASE, disconnecting whatever is still connected."""

@@ -20,7 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+async def build_schema(settings: Settings) -> None:
+    """What `worker migrate` does, from inside a running event loop: head, then inbox partitions."""
+    # Alembic's env.py runs its own event loop, so the upgrade gets a thread of its own.
+    await asyncio.to_thread(upgrade, settings)
+    await inbox.maintain(settings)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    upgrade(settings)
-    asyncio.run(inbox.maintain(settings))
+    asyncio.run(build_schema(settings))
     return 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from worker.contract.events import Event
 from worker.db.failures import classify
-from worker.errors import EventRejected, Outage, RetryLater
+from worker.errors import Outage, RetryLater
 from worker.runtime.gate import DependencyGate
 from worker.service.batch import Result, apply_batch
 from worker.service.handlers import BatchConflict
@@ -64,8 +64,6 @@ class EventApplier:
                 if conflicts <= CONFLICT_RETRIES:
                     continue
                 intent: Exception = exc
-            except (EventRejected, RetryLater) as exc:  # pragma: no cover - apply_batch reports these per event
-                intent = exc
             except Exception as exc:  # noqa: BLE001 - classified below
                 intent = classify(exc)
             else:
