@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+
+from worker.broker.delivery import Delivery
 
 log = structlog.get_logger(__name__)
 
 
-def channel_of(message: AbstractIncomingMessage) -> Any | None:
+def channel_of(message: Delivery) -> Any | None:
     """The delivery's channel, or None once it is closed (its deliveries are void then)."""
     try:
         return message.channel
-    except Exception:  # noqa: BLE001 - aio-pika raises when the channel is closed
+    except Exception:  # noqa: BLE001 - an aio-pika message raises when its channel is closed
         return None
 
 
@@ -36,7 +37,7 @@ class _Channel:
     received_above: set[int] = field(default_factory=set)
     settled_through: int = 0
     """Every tag ≤ this is settled with the broker (acked or nacked)."""
-    ready: dict[int, AbstractIncomingMessage] = field(default_factory=dict)
+    ready: dict[int, Delivery] = field(default_factory=dict)
     """Ready to acknowledge, above `settled_through`."""
     settled_alone: set[int] = field(default_factory=set)
     """Acked or nacked one by one, above `settled_through`."""
@@ -50,7 +51,7 @@ class AckWindow:
         self.hold_limit = hold_limit
         self._channels: dict[int, _Channel] = {}
 
-    def received(self, message: AbstractIncomingMessage) -> None:
+    def received(self, message: Delivery) -> None:
         state = self._state(message, create=True)
         if state is None:
             return
@@ -59,14 +60,14 @@ class AckWindow:
             state.received_through += 1
             state.received_above.discard(state.received_through)
 
-    async def ack(self, messages: list[AbstractIncomingMessage]) -> set[int]:
+    async def ack(self, messages: list[Delivery]) -> set[int]:
         """Mark deliveries ready and send what acknowledgements are now exact.
 
         Returns the `id()` of each message whose channel was still open (its acknowledgement is
         sent now or with a later prefix); acknowledgements on a closed channel are dropped.
         """
         accepted: set[int] = set()
-        by_state: dict[int, tuple[_Channel, list[AbstractIncomingMessage]]] = {}
+        by_state: dict[int, tuple[_Channel, list[Delivery]]] = {}
         for message in messages:
             state = self._state(message)
             if state is None:
@@ -81,7 +82,7 @@ class AckWindow:
                 await self._release(state)
         return accepted
 
-    async def settle_alone(self, message: AbstractIncomingMessage, *, requeue: bool) -> None:
+    async def settle_alone(self, message: Delivery, *, requeue: bool) -> None:
         """Nack one delivery (requeue) now, in step with the prefix acknowledgements."""
         state = self._state(message)
         if state is None:
@@ -114,7 +115,7 @@ class AckWindow:
                 state.settled_alone.add(t)
             state.ready.clear()
 
-    def _state(self, message: AbstractIncomingMessage, *, create: bool = False) -> _Channel | None:
+    def _state(self, message: Delivery, *, create: bool = False) -> _Channel | None:
         channel = channel_of(message)
         if channel is None:
             return None
@@ -130,7 +131,7 @@ class AckWindow:
         return state
 
 
-async def _send_ack(message: AbstractIncomingMessage, *, multiple: bool) -> None:
+async def _send_ack(message: Delivery, *, multiple: bool) -> None:
     try:
         await message.ack(multiple=multiple)
     except Exception as exc:  # noqa: BLE001 - any failure means the same: not acked

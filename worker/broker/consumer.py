@@ -2,6 +2,12 @@
 
 A delivery the broker marks as redelivered is applied on its own, so a message that
 kills the worker cannot drag healthy neighbours towards the queue's delivery limit.
+
+aio-pika owns the connection, the channel and the topology (and restores them after a
+reconnect); the subscription itself is made on the channel's aiormq layer, so a delivery
+costs one small object and no task of its own (see `worker.broker.delivery`). Because
+aio-pika does not know about that subscription, the consumer renews it itself when the
+channel is reopened or the broker cancels it.
 """
 
 from __future__ import annotations
@@ -9,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from aiormq.abc import DeliveredMessage
 
 from worker.broker.acks import channel_of
+from worker.broker.delivery import Delivery
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
@@ -36,10 +45,8 @@ class Batching:
     concurrency: int = 4
 
 
-@dataclass
-class Delivery:
-    message: AbstractIncomingMessage
-    received: float = field(default_factory=time.perf_counter)
+# After the broker cancels the subscription (its queue was deleted or moved), try again after this.
+RESUBSCRIBE_PAUSE_S = 1.0
 
 
 class Consumer:
@@ -63,17 +70,28 @@ class Consumer:
         self.metrics = metrics
         self.batching = batching
         self._consumer_tag: str | None = None
+        self._raw_channel: Any = None
+        self._wanted = False
         self._buffer: deque[Delivery] = deque()
         self._solo: deque[Delivery] = deque()
         self._arrived = asyncio.Event()
         self._busy = 0
         self._workers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._resubscribing: asyncio.Task[None] | None = None
+        # A concrete logger (not structlog's lazy proxy) and metric children looked up once:
+        # both are paid for every event otherwise.
+        self._log = log.bind()
+        self._events: dict[tuple[str, str], Any] = {}
+        self._seconds: dict[str, Any] = {}
+        reopened = getattr(channel, "reopen_callbacks", None)
+        if reopened is not None:
+            reopened.add(self._on_channel_reopened)
 
     @property
     def consuming(self) -> bool:
         """Subscribed on an open channel."""
-        return self._consumer_tag is not None and not self.channel.is_closed
+        return self._consumer_tag is not None and self._raw_channel is not None and not self._raw_channel.is_closed
 
     @property
     def workers_alive(self) -> bool:
@@ -86,26 +104,32 @@ class Consumer:
     async def start(self) -> None:
         """Subscribe and start the batch workers (idempotent)."""
         async with self._lock:
+            self._wanted = True
             if not self._workers:
                 self._workers = [
                     asyncio.create_task(self._work(), name=f"batch-worker-{n}")
                     for n in range(self.batching.concurrency)
                 ]
-            if self._consumer_tag is None:
-                self._consumer_tag = await self.queue.consume(self._on_delivery)
+            if not self.consuming:
+                raw = await self.channel.get_underlay_channel()
+                if raw is not self._raw_channel:
+                    raw.on_consumer_cancel_callbacks.add(self._on_cancelled_by_broker)
+                consume_ok = await raw.basic_consume(self.queue.name, self._on_delivery)
+                self._raw_channel, self._consumer_tag = raw, consume_ok.consumer_tag
                 self.metrics.consumer_restarts.inc()
-                log.info("consumer_started", queue=self.queue.name)
+                self._log.info("consumer_started", queue=self.queue.name)
 
     async def stop(self) -> None:
         """Unsubscribe (idempotent); deliveries already received stay in flight."""
         async with self._lock:
+            self._wanted = False
             tag, self._consumer_tag = self._consumer_tag, None
             if tag is not None:
                 try:
-                    await self.queue.cancel(tag)
+                    await self._raw_channel.basic_cancel(tag)
                 except Exception as exc:  # noqa: BLE001 - a dead channel has no consumer anyway
-                    log.warning("consumer_cancel_failed", error=type(exc).__name__)
-                log.info("consumer_stopped", queue=self.queue.name)
+                    self._log.warning("consumer_cancel_failed", error=type(exc).__name__)
+                self._log.info("consumer_stopped", queue=self.queue.name)
 
     async def on_gate_change(self, is_open: bool) -> None:
         """Take no new deliveries while the database is down; resume when it is back."""
@@ -114,6 +138,8 @@ class Consumer:
     async def drain(self, timeout_s: float) -> int:
         """Stop consuming, finish what was received within `timeout_s`; return how many were left."""
         await self.stop()
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
         deadline = time.monotonic() + timeout_s
         while self.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -125,14 +151,44 @@ class Consumer:
         self._workers = []
         return left
 
-    async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
-        self.settler.received(message)
+    async def _on_channel_reopened(self, *_: Any) -> None:
+        """aio-pika reopened the channel after a reconnect: the old subscription died with the old one."""
+        self._consumer_tag = None
+        if self._wanted:
+            self._resubscribe_soon(0.0)
+
+    def _on_cancelled_by_broker(self, frame: Any) -> None:
+        if frame.consumer_tag != self._consumer_tag:
+            return
+        self._log.warning("consumer_cancelled_by_broker", queue=self.queue.name)
+        self._consumer_tag = None
+        if self._wanted:
+            self._resubscribe_soon(RESUBSCRIBE_PAUSE_S)
+
+    def _resubscribe_soon(self, pause_s: float) -> None:
+        if self._resubscribing is None or self._resubscribing.done():
+            self._resubscribing = asyncio.create_task(self._resubscribe(pause_s), name="consumer-resubscribe")
+
+    async def _resubscribe(self, pause_s: float) -> None:
+        """Subscribe again until it works or is no longer wanted (the watchdog bounds how long)."""
+        while self._wanted and not self.consuming:
+            await asyncio.sleep(pause_s)
+            try:
+                if self._wanted:
+                    await self.start()
+            except Exception as exc:  # noqa: BLE001 - the channel may be mid-recovery; try again
+                self._log.warning("consumer_resubscribe_failed", error=type(exc).__name__)
+            pause_s = RESUBSCRIBE_PAUSE_S
+
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
+        delivery = Delivery(message)
+        self.settler.received(delivery)
         self.metrics.in_flight.inc()
-        if message.redelivered:
+        if delivery.redelivered:
             self.metrics.redeliveries.inc()
-            self._solo.append(Delivery(message))
+            self._solo.append(delivery)
         else:
-            self._buffer.append(Delivery(message))
+            self._buffer.append(delivery)
         self._arrived.set()
 
     async def _work(self) -> None:
@@ -142,8 +198,8 @@ class Consumer:
             try:
                 await self._process(batch)
             except Exception:  # noqa: BLE001 - the worker keeps going; the deliveries go back
-                log.exception("batch_failed_unexpectedly", size=len(batch))
-                await asyncio.gather(*(self.settler.requeue(d.message) for d in batch))
+                self._log.exception("batch_failed_unexpectedly", size=len(batch))
+                await asyncio.gather(*(self.settler.requeue(d) for d in batch))
             finally:
                 self._busy -= len(batch)
                 self.metrics.in_flight.dec(len(batch))
@@ -172,13 +228,13 @@ class Consumer:
         settling = []
         received_at = datetime.now(UTC)
         for delivery in batch:
-            if channel_of(delivery.message) is None:
+            if channel_of(delivery) is None:
                 # Its channel died: the broker has already put it back for redelivery.
                 continue
             try:
-                event = decode_event(delivery.message.body, delivery.message.content_type, received_at, self.limits)
+                event = decode_event(delivery.body, delivery.content_type, received_at, self.limits)
             except EventRejected as rejected:
-                settling.append(self._dead_letter(delivery, None, rejected, prior_attempts(delivery.message) + 1))
+                settling.append(self._dead_letter(delivery, None, rejected, prior_attempts(delivery) + 1))
                 continue
             valid.append((delivery, event))
         if valid:
@@ -193,22 +249,25 @@ class Consumer:
     async def _ack_committed(self, committed: list[tuple[Delivery, Event, Applied]]) -> None:
         if not committed:
             return
-        acked = await self.settler.ack_many([d.message for d, _, _ in committed])
+        acked = await self.settler.ack_many([d for d, _, _ in committed])
         now = datetime.now(UTC)
+        tokens: dict[str, int] = {}
         for delivery, event, applied in committed:
             assert isinstance(applied.result, Outcome)
-            outcome = applied.result.value if id(delivery.message) in acked else "ack_dropped"
+            outcome = applied.result.value if id(delivery) in acked else "ack_dropped"
             if applied.result is Outcome.APPLIED:
-                self.metrics.tokens.labels(event.type).inc(event.data.total_tokens)
+                tokens[event.type] = tokens.get(event.type, 0) + event.data.total_tokens
                 if event.published_at is not None:
                     self.metrics.publish_to_commit_seconds.observe(max(0.0, (now - event.published_at).total_seconds()))
-            self._record(delivery, event, outcome, prior_attempts(delivery.message) + applied.tries)
+            self._record(delivery, event, outcome, prior_attempts(delivery) + applied.tries)
+        for event_type, count in tokens.items():
+            self.metrics.tokens.labels(event_type).inc(count)
 
     async def _settle_failure(self, delivery: Delivery, event: Event, applied: Applied) -> None:
-        attempts = prior_attempts(delivery.message) + applied.tries
+        attempts = prior_attempts(delivery) + applied.tries
         error = applied.result
         if isinstance(error, RetryLater):
-            outcome = await self.settler.retry(delivery.message, error, attempts)
+            outcome = await self.settler.retry(delivery, error, attempts)
             if outcome == "retried":
                 self.metrics.retries.labels(str(error.reason)).inc()
             self._record(delivery, event, outcome, attempts, reason=str(error.reason), detail=error.detail)
@@ -217,7 +276,7 @@ class Consumer:
             await self._dead_letter(delivery, event, error, attempts)
 
     async def _dead_letter(self, delivery: Delivery, event: Event | None, error: EventRejected, attempts: int) -> None:
-        outcome = await self.settler.dead_letter(delivery.message, error.reason, error.detail, attempts)
+        outcome = await self.settler.dead_letter(delivery, error.reason, error.detail, attempts)
         if outcome == "dead_lettered":
             self.metrics.dead_lettered.labels(str(error.reason)).inc()
         self._record(delivery, event, outcome, attempts, reason=str(error.reason), detail=error.detail)
@@ -226,16 +285,22 @@ class Consumer:
         """The one log line and the metrics of one settled event. Never its content."""
         event_type = event.type if event is not None else "undecodable"
         duration = time.perf_counter() - delivery.received
-        self.metrics.events.labels(event_type, outcome).inc()
-        self.metrics.processing_seconds.labels(event_type).observe(duration)
-        fields = {"event_id": event.id, "source": event.source, "type": event.type} if event is not None else {}
-        level = "warning" if outcome in ("dead_lettered", "requeued", "ack_dropped") else "info"
-        getattr(log, level)(
+        counter = self._events.get((event_type, outcome))
+        if counter is None:
+            counter = self._events[(event_type, outcome)] = self.metrics.events.labels(event_type, outcome)
+        counter.inc()
+        histogram = self._seconds.get(event_type)
+        if histogram is None:
+            histogram = self._seconds[event_type] = self.metrics.processing_seconds.labels(event_type)
+        histogram.observe(duration)
+        fields = {"event_id": event.id, "source": event.source, "type": event_type} if event is not None else {}
+        write = self._log.warning if outcome in ("dead_lettered", "requeued", "ack_dropped") else self._log.info
+        write(
             "event",
             outcome=outcome,
             attempts=attempts,
             duration_ms=round(duration * 1000, 2),
-            delivery_tag=delivery.message.delivery_tag,
+            delivery_tag=delivery.delivery_tag,
             **fields,
             **extra,
         )

@@ -17,6 +17,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from worker.broker.acks import AckWindow
+from worker.broker.delivery import Delivery
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed
 from worker.contract.names import (
     DEAD_LETTER_QUEUE,
@@ -44,7 +45,7 @@ BROKER_HISTORY_HEADERS = (HEADER_DEATH, HEADER_DELIVERY_COUNT, "x-first-death-ex
 REQUEUE_PAUSE_S = 1.0
 
 
-def prior_attempts(message: AbstractIncomingMessage) -> int:
+def prior_attempts(message: Delivery | AbstractIncomingMessage) -> int:
     """Tries made before this delivery: earlier retry cycles plus broker redeliveries."""
     headers = message.headers or {}
     earlier_cycles = _as_int(headers.get(HEADER_ATTEMPTS))
@@ -76,18 +77,18 @@ class Settler:
         self.schedules = schedules
         self.window = AckWindow(hold_limit)
 
-    def received(self, message: AbstractIncomingMessage) -> None:
+    def received(self, message: Delivery) -> None:
         self.window.received(message)
 
-    async def ack(self, message: AbstractIncomingMessage) -> bool:
+    async def ack(self, message: Delivery) -> bool:
         """Acknowledge (with the channel's next settled prefix); False when its channel is gone."""
         return bool(await self.window.ack([message]))
 
-    async def ack_many(self, messages: list[AbstractIncomingMessage]) -> set[int]:
+    async def ack_many(self, messages: list[Delivery]) -> set[int]:
         """Acknowledge committed deliveries; returns the `id()` of those whose channel was open."""
         return await self.window.ack(messages)
 
-    async def dead_letter(self, message: AbstractIncomingMessage, reason: Reason, detail: str, attempts: int) -> str:
+    async def dead_letter(self, message: Delivery, reason: Reason, detail: str, attempts: int) -> str:
         """Publish the original body to the dead-letter queue with the reason, then ack."""
         headers = _carried_headers(message.headers)
         headers.update(
@@ -100,7 +101,7 @@ class Settler:
         )
         return await self._republish_then_ack(message, headers, DEAD_LETTER_QUEUE, "dead_lettered")
 
-    async def retry(self, message: AbstractIncomingMessage, error: RetryLater, attempts: int) -> str:
+    async def retry(self, message: Delivery, error: RetryLater, attempts: int) -> str:
         """Send the event round a delay queue, or dead-letter it once its schedule is spent."""
         headers_in = message.headers or {}
         schedule = self.schedules.for_reason(error.reason)
@@ -113,7 +114,7 @@ class Settler:
         return await self._republish_then_ack(message, headers, delay_queue_name(schedule[step]), "retried")
 
     async def _republish_then_ack(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], queue: str, outcome: str
+        self, message: Delivery, headers: dict[str, Any], queue: str, outcome: str
     ) -> str:
         copy = copy_message(message, _with_origin(message, headers))
         try:
@@ -125,13 +126,13 @@ class Settler:
         await self.ack(message)
         return outcome
 
-    async def requeue(self, message: AbstractIncomingMessage) -> None:
+    async def requeue(self, message: Delivery) -> None:
         """Hand the delivery back to the broker (after a pause, so a broken path cannot spin)."""
         await asyncio.sleep(REQUEUE_PAUSE_S)
         await self.window.settle_alone(message, requeue=True)
 
 
-def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+def copy_message(message: Delivery | AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
     """The original body byte for byte and its properties, with the given headers.
 
     `user_id` is left out (the broker refuses one that is not the publishing user) and so
@@ -157,7 +158,7 @@ def _carried_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (headers or {}).items() if k not in BROKER_HISTORY_HEADERS}
 
 
-def _with_origin(message: AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
+def _with_origin(message: Delivery | AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
     """Remember the gateway's routing key: a copy is published under a queue's name instead."""
     if HEADER_ORIGINAL_ROUTING_KEY not in headers and message.routing_key:
         headers[HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key
