@@ -13,39 +13,33 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.config import migrated_database
 from tests.support.db import create_user, scalar, tokens_used
 from tests.support.services import drop_database, unique_name
-from worker.db.engine import create_session_factory
 from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
 from worker.service.rows import EventKey
 
 
-@pytest.fixture(scope="module")
-def session_factory(db):
-    return create_session_factory(db)
-
-
-async def test_leaving_without_commit_rolls_back(db, session_factory) -> None:
+async def test_leaving_without_commit_rolls_back(db) -> None:
     user_id = uuid.uuid4()
-    async with UnitOfWork(session_factory) as uow:
+    async with UnitOfWork(db) as uow:
         uow.users.add(User(id=user_id, email=f"{user_id}@rollback.test", hashed_password="!"))
         await uow.session.flush()
     assert await scalar(db, "SELECT count(*) FROM users WHERE id = :id", id=user_id) == 0
 
 
-async def test_an_exception_inside_the_unit_rolls_back(db, session_factory) -> None:
+async def test_an_exception_inside_the_unit_rolls_back(db) -> None:
     user_id = await create_user(db)
     with pytest.raises(RuntimeError):
-        async with UnitOfWork(session_factory) as uow:
+        async with UnitOfWork(db) as uow:
             assert await uow.users.lock([user_id], []) == {user_id}
             await uow.users.add_tokens({user_id: 500})
             raise RuntimeError("boom")
     assert await tokens_used(db, user_id) == 0
 
 
-async def test_commit_persists_and_keeps_attributes_readable(db, session_factory) -> None:
+async def test_commit_persists_and_keeps_attributes_readable(db) -> None:
     user_id = uuid.uuid4()
-    async with UnitOfWork(session_factory) as uow:
+    async with UnitOfWork(db) as uow:
         user = User(id=user_id, email=f"{user_id}@commit.test", hashed_password="!")
         uow.users.add(user)
         await uow.commit()
@@ -54,11 +48,11 @@ async def test_commit_persists_and_keeps_attributes_readable(db, session_factory
     assert await scalar(db, "SELECT count(*) FROM users WHERE id = :id", id=user_id) == 1
 
 
-async def test_concurrent_increments_lose_nothing(db, session_factory) -> None:
+async def test_concurrent_increments_lose_nothing(db) -> None:
     user_id = await create_user(db)
 
     async def add(n: int) -> None:
-        async with UnitOfWork(session_factory) as uow:
+        async with UnitOfWork(db) as uow:
             await uow.users.lock([user_id], [])
             await asyncio.sleep(0)
             await uow.users.add_tokens({user_id: n})
@@ -68,22 +62,22 @@ async def test_concurrent_increments_lose_nothing(db, session_factory) -> None:
     assert await tokens_used(db, user_id) == sum(range(1, 41))
 
 
-async def test_counters_pass_two_to_the_thirty_one(db, session_factory) -> None:
+async def test_counters_pass_two_to_the_thirty_one(db) -> None:
     user_id = await create_user(db, tokens_used=2**31 - 10)
-    async with UnitOfWork(session_factory) as uow:
+    async with UnitOfWork(db) as uow:
         await uow.users.lock([user_id], [])
         await uow.users.add_tokens({user_id: 2**31 - 1})
         await uow.commit()
     assert await tokens_used(db, user_id) == 2**32 - 11
 
 
-async def test_lock_reports_only_users_that_exist(db, session_factory) -> None:
+async def test_lock_reports_only_users_that_exist(db) -> None:
     present = await create_user(db)
-    async with UnitOfWork(session_factory) as uow:
+    async with UnitOfWork(db) as uow:
         assert await uow.users.lock([uuid.uuid4(), present], [1, 2]) == {present}
 
 
-async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db, session_factory) -> None:
+async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db) -> None:
     source, event_id = "test/inbox", f"evt-{uuid.uuid4()}"
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     async with db.begin() as conn:
@@ -96,7 +90,7 @@ async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db, session_fac
             {"s": source, "e": event_id, "d": yesterday},
         )
     old, new = EventKey(source, event_id, "usage.recorded"), EventKey(source, event_id + "-new", "usage.recorded")
-    async with UnitOfWork(session_factory) as uow:
+    async with UnitOfWork(db) as uow:
         assert await uow.inbox.record_new([old, new]) == {new.pair}
         assert await uow.inbox.seen([old, new]) == {old.pair, new.pair}
 

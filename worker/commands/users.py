@@ -9,7 +9,7 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
-from worker.db.engine import create_engine, create_session_factory
+from worker.db.engine import create_engine
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
 from worker.settings import Settings
@@ -21,7 +21,7 @@ UNUSABLE_PASSWORD = "!"
 async def create_user(settings: Settings, email: str, tokens_limit: int | None, tier: str | None) -> uuid.UUID:
     engine = create_engine(settings, pool_size=1)
     try:
-        async with UnitOfWork(create_session_factory(engine)) as uow:
+        async with UnitOfWork(engine) as uow:
             user = User(id=uuid.uuid4(), email=email, hashed_password=UNUSABLE_PASSWORD)
             if tokens_limit is not None:
                 user.tokens_limit = tokens_limit

@@ -1,11 +1,11 @@
-"""Engine and session factory, built inside the running event loop from the settings."""
+"""The engine (and its connection pool), built inside the running event loop from the settings."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.settings import Settings
 
@@ -42,7 +42,3 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         },
     )
 
-
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded attributes after commit (no implicit IO under asyncio)."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from sqlalchemy import exc as sa_exc
 
 from worker.errors import Outage, TransientError
@@ -42,6 +43,9 @@ def classify(error: BaseException) -> Exception:
         return Outage("no database connection available in time (pool timeout)")
     if isinstance(error, sa_exc.InterfaceError):
         return Outage(f"database interface error ({type(error.orig).__name__})")
+    if isinstance(error, asyncpg.InterfaceError):
+        # Raised by asyncpg itself (the hot path bypasses SQLAlchemy): a closed connection.
+        return Outage(f"database interface error ({type(error).__name__})")
     state = sqlstate_of(error)
     if state is not None:
         if state in TRANSIENT_STATES:

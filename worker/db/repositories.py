@@ -1,10 +1,11 @@
-"""Repositories: set-based reads and writes through the Unit of Work's session; they never commit.
+"""Repositories: set-based reads and writes in the Unit of Work's transaction; they never commit.
 
 Every statement takes whole batches as arrays (`unnest`), so its text, and its prepared
-plan, is the same for one event or five hundred. Counters grow with one
-`UPDATE … SET x = x + n` per row, never read-modify-write in Python. Rows are locked in
-one fixed order — idempotency keys, then users, then conversations, each sorted — so
-concurrent workers can wait on each other but never deadlock.
+plan, is the same for one event or five hundred; it runs on asyncpg directly (see
+`worker.db.sql`). Counters grow with one `UPDATE … SET x = x + n` per row, never
+read-modify-write in Python. Rows are locked in one fixed order — idempotency keys, then
+users, then conversations, each sorted — so concurrent workers can wait on each other but
+never deadlock. The generic part (`add`, `get`) is the ORM's, on the same transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
+from worker.db.sql import Sql
 from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
 
 ModelT = TypeVar("ModelT", bound=Base)
@@ -27,35 +28,28 @@ INBOX_LOCK_NAMESPACE = 1768
 
 
 class Repository(Generic[ModelT]):
-    """Generic add/get for one model."""
+    """Generic add/get for one model (ORM), plus the transaction's statement runner."""
 
     model: type[ModelT]
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
 
     def add(self, instance: ModelT) -> None:
-        self.session.add(instance)
+        self.sql.session.add(instance)
 
     async def get(self, ident: Any) -> ModelT | None:
-        return await self.session.get(self.model, ident)
-
-    async def _rows(self, sql: Any, params: dict[str, Any]) -> list[Any]:
-        return list((await self.session.execute(sql, params)).all())
+        return await self.sql.session.get(self.model, ident)
 
 
 # unnest() yields the array in order, so the locks are taken in the (sorted) order given.
-_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(:ns, h) FROM unnest(CAST(:hashes AS int[])) AS h")
-_LOCK_USERS = text(
-    "SELECT id FROM users WHERE id = ANY(CAST(:user_ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE"
-)
-_ADD_USER_TOKENS = text(
-    """
+_LOCK_KEYS = "SELECT pg_advisory_xact_lock($1::int, h) FROM unnest($2::int[]) AS h"
+_LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+_ADD_USER_TOKENS = """
     UPDATE users u SET tokens_used = u.tokens_used + d.tokens
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS bigint[])) AS d(id, tokens)
+    FROM unnest($1::uuid[], $2::bigint[]) AS d(id, tokens)
     WHERE u.id = d.id
-    """
-)
+"""
 
 
 class UserRepository(Repository[User]):
@@ -69,48 +63,37 @@ class UserRepository(Repository[User]):
         NOTE: the key locks make a twin of an event wait until this transaction ends, so the
         inbox check that follows also sees a twin committed into another day's partition.
         """
-        await self.session.execute(_LOCK_KEYS, {"hashes": sorted(set(key_hashes)), "ns": INBOX_LOCK_NAMESPACE})
-        rows = await self._rows(_LOCK_USERS, {"user_ids": sorted(set(user_ids))})
+        await self.sql.fetch(_LOCK_KEYS, INBOX_LOCK_NAMESPACE, sorted(set(key_hashes)))
+        rows = await self.sql.fetch(_LOCK_USERS, sorted(set(user_ids)))
         return {row[0] for row in rows}
 
     async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None:
         """Grow `tokens_used` of users whose rows this transaction has locked."""
         grow = {user: n for user, n in tokens_by_user.items() if n}
         if grow:
-            await self.session.execute(_ADD_USER_TOKENS, {"ids": list(grow), "tokens": list(grow.values())})
+            await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))
 
     async def get_by_email(self, email: str) -> User | None:
-        return (await self.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+        return (await self.sql.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
-_LOCK_CONVERSATIONS = text(
-    """
-    SELECT id, user_id FROM conversations WHERE id = ANY(CAST(:ids AS uuid[]))
-    ORDER BY id FOR NO KEY UPDATE
-    """
-)
-_GROW_CONVERSATIONS = text(
-    """
+_LOCK_CONVERSATIONS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+_GROW_CONVERSATIONS = """
     UPDATE conversations c SET
         total_tokens = c.total_tokens + d.tokens,
         title = COALESCE(c.title, d.title),
         updated_at = GREATEST(c.updated_at, d.touch_at)
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS bigint[]), CAST(:titles AS varchar[]),
-                CAST(:touch_at AS timestamptz[])) AS d(id, tokens, title, touch_at)
+    FROM unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::timestamptz[]) AS d(id, tokens, title, touch_at)
     WHERE c.id = d.id
-    """
-)
-_CREATE_CONVERSATIONS = text(
-    """
+"""
+_CREATE_CONVERSATIONS = """
     INSERT INTO conversations (id, user_id, title, model, total_tokens, created_at, updated_at)
-    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS uuid[]), CAST(:titles AS varchar[]),
-                         CAST(:models AS varchar[]), CAST(:tokens AS bigint[]),
-                         CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]))
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::varchar[], $5::bigint[],
+                         $6::timestamptz[], $7::timestamptz[])
     ORDER BY 1
     ON CONFLICT (id) DO NOTHING
     RETURNING id
-    """
-)
+"""
 
 
 class ConversationRepository(Repository[Conversation]):
@@ -122,56 +105,49 @@ class ConversationRepository(Repository[Conversation]):
         """Lock existing conversations in sorted order; return their owners."""
         if not conversation_ids:
             return {}
-        rows = await self._rows(_LOCK_CONVERSATIONS, {"ids": sorted(conversation_ids)})
+        rows = await self.sql.fetch(_LOCK_CONVERSATIONS, sorted(conversation_ids))
         return {row[0]: row[1] for row in rows}
 
     async def grow(self, deltas: Sequence[ConversationDelta]) -> None:
         """Add tokens, fill a missing title, move `updated_at` forward, on locked rows."""
         if deltas:
-            await self.session.execute(
+            await self.sql.fetch(
                 _GROW_CONVERSATIONS,
-                {
-                    "ids": [d.id for d in deltas],
-                    "tokens": [d.tokens for d in deltas],
-                    "titles": [d.title for d in deltas],
-                    "touch_at": [d.touch_at for d in deltas],
-                },
+                [d.id for d in deltas],
+                [d.tokens for d in deltas],
+                [d.title for d in deltas],
+                [d.touch_at for d in deltas],
             )
 
     async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
         """Insert new conversations; return the ids inserted (another transaction may have won one)."""
         if not conversations:
             return set()
-        rows = await self._rows(
+        rows = await self.sql.fetch(
             _CREATE_CONVERSATIONS,
-            {
-                "ids": [c.id for c in conversations],
-                "user_ids": [c.user_id for c in conversations],
-                "titles": [c.title for c in conversations],
-                "models": [c.model for c in conversations],
-                "tokens": [c.tokens for c in conversations],
-                "created_at": [c.created_at for c in conversations],
-                "updated_at": [c.updated_at for c in conversations],
-            },
+            [c.id for c in conversations],
+            [c.user_id for c in conversations],
+            [c.title for c in conversations],
+            [c.model for c in conversations],
+            [c.tokens for c in conversations],
+            [c.created_at for c in conversations],
+            [c.updated_at for c in conversations],
         )
         return {row[0] for row in rows}
 
 
-_INSERT_MESSAGES = text(
-    """
+_INSERT_MESSAGES = """
     INSERT INTO messages (id, conversation_id, role, content, model, prompt_tokens, completion_tokens,
                           metadata, created_at)
     SELECT d.id, d.conversation_id, d.role, d.content, d.model, d.prompt_tokens, d.completion_tokens,
            CAST(d.metadata AS jsonb), d.created_at
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:conversation_ids AS uuid[]), CAST(:roles AS varchar[]),
-                CAST(:contents AS text[]), CAST(:models AS varchar[]), CAST(:prompt AS int[]),
-                CAST(:completion AS int[]), CAST(:metadata AS text[]), CAST(:created_at AS timestamptz[]))
+    FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::text[], $5::varchar[], $6::int[], $7::int[],
+                $8::text[], $9::timestamptz[])
          AS d(id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at)
     ORDER BY d.id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
-    """
-)
+"""
 
 
 class MessageRepository(Repository[Message]):
@@ -183,43 +159,35 @@ class MessageRepository(Repository[Message]):
         """Insert messages; return the ids inserted (a concurrent transaction may have stored one)."""
         if not messages:
             return set()
-        rows = await self._rows(
+        rows = await self.sql.fetch(
             _INSERT_MESSAGES,
-            {
-                "ids": [m.id for m in messages],
-                "conversation_ids": [m.conversation_id for m in messages],
-                "roles": [m.role for m in messages],
-                "contents": [m.content for m in messages],
-                "models": [m.model for m in messages],
-                "prompt": [m.prompt_tokens for m in messages],
-                "completion": [m.completion_tokens for m in messages],
-                "metadata": [None if m.metadata is None else orjson.dumps(m.metadata).decode() for m in messages],
-                "created_at": [m.created_at for m in messages],
-            },
+            [m.id for m in messages],
+            [m.conversation_id for m in messages],
+            [m.role for m in messages],
+            [m.content for m in messages],
+            [m.model for m in messages],
+            [m.prompt_tokens for m in messages],
+            [m.completion_tokens for m in messages],
+            [None if m.metadata is None else orjson.dumps(m.metadata).decode() for m in messages],
+            [m.created_at for m in messages],
         )
         return {row[0] for row in rows}
 
 
-_INSERT_USAGE = text(
-    """
+_INSERT_USAGE = """
     INSERT INTO usage_records (id, event_source, event_id, user_id, conversation_id, message_id, api_key_id,
                                model, prompt_tokens, completion_tokens, request_id, recorded_at)
     SELECT gen_random_uuid(), d.* FROM unnest(
-        CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[]), CAST(:user_ids AS uuid[]),
-        CAST(:conversation_ids AS uuid[]), CAST(:message_ids AS uuid[]), CAST(:api_key_ids AS uuid[]),
-        CAST(:models AS varchar[]), CAST(:prompt AS int[]), CAST(:completion AS int[]),
-        CAST(:request_ids AS varchar[]), CAST(:recorded_at AS timestamptz[])) AS d
-    """
-)
-_TOUCH_API_KEYS = text(
-    """
+        $1::varchar[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[],
+        $7::varchar[], $8::int[], $9::int[], $10::varchar[], $11::timestamptz[]) AS d
+"""
+_TOUCH_API_KEYS = """
     UPDATE api_keys k SET last_used_at = d.at
     FROM (SELECT id, user_id, max(at) AS at
-          FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS uuid[]), CAST(:at AS timestamptz[])) AS t(id, user_id, at)
+          FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS t(id, user_id, at)
           GROUP BY id, user_id) AS d
     WHERE k.id = d.id AND k.user_id = d.user_id AND (k.last_used_at IS NULL OR k.last_used_at < d.at)
-    """
-)
+"""
 
 
 class UsageRecordRepository(Repository[UsageRecord]):
@@ -229,21 +197,19 @@ class UsageRecordRepository(Repository[UsageRecord]):
 
     async def add_all(self, records: Sequence[UsageRow]) -> None:
         if records:
-            await self.session.execute(
+            await self.sql.fetch(
                 _INSERT_USAGE,
-                {
-                    "sources": [r.source for r in records],
-                    "event_ids": [r.event_id for r in records],
-                    "user_ids": [r.user_id for r in records],
-                    "conversation_ids": [r.conversation_id for r in records],
-                    "message_ids": [r.message_id for r in records],
-                    "api_key_ids": [r.api_key_id for r in records],
-                    "models": [r.model for r in records],
-                    "prompt": [r.prompt_tokens for r in records],
-                    "completion": [r.completion_tokens for r in records],
-                    "request_ids": [r.request_id for r in records],
-                    "recorded_at": [r.recorded_at for r in records],
-                },
+                [r.source for r in records],
+                [r.event_id for r in records],
+                [r.user_id for r in records],
+                [r.conversation_id for r in records],
+                [r.message_id for r in records],
+                [r.api_key_id for r in records],
+                [r.model for r in records],
+                [r.prompt_tokens for r in records],
+                [r.completion_tokens for r in records],
+                [r.request_id for r in records],
+                [r.recorded_at for r in records],
             )
 
 
@@ -256,62 +222,48 @@ class ApiKeyRepository(Repository[ApiKey]):
         """Move `last_used_at` forward (never back) for (key, user, at) where the key is the user's."""
         if uses:
             ordered = sorted(uses)
-            await self.session.execute(
-                _TOUCH_API_KEYS,
-                {"ids": [u[0] for u in ordered], "user_ids": [u[1] for u in ordered], "at": [u[2] for u in ordered]},
+            await self.sql.fetch(
+                _TOUCH_API_KEYS, [u[0] for u in ordered], [u[1] for u in ordered], [u[2] for u in ordered]
             )
 
 
-_RECORD_NEW = text(
-    """
+_RECORD_NEW = """
     INSERT INTO processed_events (source, event_id, event_type)
     SELECT d.source, d.event_id, d.event_type
-    FROM unnest(CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[]), CAST(:types AS varchar[]),
-                CAST(:message_ids AS uuid[])) AS d(source, event_id, event_type, message_id)
+    FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $4::varchar[]) AS d(source, event_id, message_id, event_type)
     WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.source = d.source AND p.event_id = d.event_id)
       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)
     ON CONFLICT DO NOTHING
     RETURNING source, event_id
-    """
-)
-_SEEN = text(
-    """
+"""
+_SEEN = """
     SELECT d.source, d.event_id
-    FROM unnest(CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[]), CAST(:message_ids AS uuid[]))
-         AS d(source, event_id, message_id)
+    FROM unnest($1::varchar[], $2::varchar[], $3::uuid[]) AS d(source, event_id, message_id)
     WHERE EXISTS (SELECT 1 FROM processed_events p WHERE p.source = d.source AND p.event_id = d.event_id)
        OR EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)
-    """
-)
+"""
 
 
 class InboxRepository:
     """The inbox of processed events, keyed by (`source`, `id`)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
 
     async def record_new(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
         """Record events never seen (by key, or by `message_id`); return the keys recorded."""
         if not keys:
             return set()
-        result = await self.session.execute(_RECORD_NEW, _key_params(keys, with_types=True))
-        return {(row[0], row[1]) for row in result.all()}
+        rows = await self.sql.fetch(_RECORD_NEW, *_key_columns(keys), [k.event_type for k in keys])
+        return {(row[0], row[1]) for row in rows}
 
     async def seen(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
         """Which of these events were applied before (by key, or by `message_id`)."""
         if not keys:
             return set()
-        result = await self.session.execute(_SEEN, _key_params(keys, with_types=False))
-        return {(row[0], row[1]) for row in result.all()}
+        rows = await self.sql.fetch(_SEEN, *_key_columns(keys))
+        return {(row[0], row[1]) for row in rows}
 
 
-def _key_params(keys: Sequence[EventKey], *, with_types: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "sources": [k.source for k in keys],
-        "event_ids": [k.event_id for k in keys],
-        "message_ids": [k.message_id for k in keys],
-    }
-    if with_types:
-        params["types"] = [k.event_type for k in keys]
-    return params
+def _key_columns(keys: Sequence[EventKey]) -> tuple[list[str], list[str], list[uuid.UUID | None]]:
+    return [k.source for k in keys], [k.event_id for k in keys], [k.message_id for k in keys]

@@ -1,10 +1,10 @@
-"""Unit of Work: one session, one transaction; leaving without `commit()` rolls back."""
+"""Unit of Work: one pooled connection, one transaction; leaving without `commit()` rolls back."""
 
 from __future__ import annotations
 
 from types import TracebackType
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db.repositories import (
     ApiKeyRepository,
@@ -14,43 +14,45 @@ from worker.db.repositories import (
     UsageRecordRepository,
     UserRepository,
 )
+from worker.db.sql import Sql
 from worker.service.ports import AbstractUnitOfWork
 
 
 class UnitOfWork(AbstractUnitOfWork):
-    """Owns one `AsyncSession` and hands it to every repository."""
+    """Owns one connection and its transaction, and hands it to every repository."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self.committed = False
 
     async def __aenter__(self) -> UnitOfWork:
-        self.session = self._session_factory()
+        self.sql = Sql(await self._engine.connect())
         self.committed = False
-        self.inbox = InboxRepository(self.session)
-        self.users = UserRepository(self.session)
-        self.conversations = ConversationRepository(self.session)
-        self.messages = MessageRepository(self.session)
-        self.usage_records = UsageRecordRepository(self.session)
-        self.api_keys = ApiKeyRepository(self.session)
+        self.inbox = InboxRepository(self.sql)
+        self.users = UserRepository(self.sql)
+        self.conversations = ConversationRepository(self.sql)
+        self.messages = MessageRepository(self.sql)
+        self.usage_records = UsageRecordRepository(self.sql)
+        self.api_keys = ApiKeyRepository(self.sql)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if not self.committed:
-                await self.session.rollback()
+            await self.sql.close(rollback=not self.committed)
         except Exception:
             # A dead connection cannot roll back; the server discards the transaction anyway.
             if exc is None:
                 raise
-        finally:
-            await self.session.close()
+
+    @property
+    def session(self):  # noqa: ANN201 - AsyncSession, for the ORM side of the repositories
+        return self.sql.session
 
     async def commit(self) -> None:
-        await self.session.commit()
+        await self.sql.commit()
         self.committed = True
 
     async def rollback(self) -> None:
-        await self.session.rollback()
+        await self.sql.connection.rollback()

@@ -20,7 +20,7 @@ from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
-from worker.db.engine import create_engine, create_session_factory
+from worker.db.engine import create_engine
 from worker.db.inbox_partitions import try_inbox_partitions
 from worker.db.migrations import wait_for_schema
 from worker.db.unit_of_work import UnitOfWork
@@ -87,7 +87,6 @@ async def _start(
         await wait_for_schema(engine)
         schema["at_head"] = True
         await try_inbox_partitions(engine, settings)
-        session_factory = create_session_factory(engine)
 
         async def probe() -> None:
             async with engine.connect() as conn:
@@ -96,7 +95,7 @@ async def _start(
         gate = DependencyGate(probe, settings.outage_probe_interval_s)
         gate.on_change(lambda is_open: _count_outage(metrics, is_open))
         applier = EventApplier(
-            lambda: UnitOfWork(session_factory),
+            lambda: UnitOfWork(engine),
             gate,
             settings.retry_in_place,
             settings.retry_backoff_ms,
