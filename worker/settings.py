@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     """Daily inbox partitions created ahead of time."""
 
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
-    """Event loop of `worker run`: uvloop (faster; measured in docs/BENCHMARKS.md) or the standard one."""
+    """Event loop of `worker run` and `worker bench`: uvloop (faster; measured in docs/BENCHMARKS.md) or the standard one."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level written to the log."""

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from worker.bench.report import render_table, render_targets, write_json
     from worker.bench.runner import run_bench
     from worker.bench.targets import evaluate
+    from worker.runtime import loop
 
     options = options_from(args, settings)
     # The bench's own process (migrations, partitions) logs warnings only; its workers log as configured.
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("error: --plot needs matplotlib: install the `bench` extra", file=sys.stderr)
         return EXIT_ERROR
     try:
-        result = asyncio.run(_cancellable(run_bench(settings, options, Progress())))
+        # The same loop as the workers (`WORKER_EVENT_LOOP`), for the publisher and the raw consumer alike.
+        result = loop.run(_cancellable(run_bench(settings, options, Progress())), settings.event_loop)
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("bench interrupted; private database and vhost removed", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from worker.settings import Settings
 
@@ -14,10 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runtime import loop
     from worker.runtime.app import run_worker
 
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(run_worker(settings))
-    return asyncio.run(run_worker(settings))
+    return loop.run(run_worker(settings), settings.event_loop)
