@@ -3,9 +3,14 @@
 Every statement takes whole batches as arrays (`unnest`), so its text, and its prepared
 plan, is the same for one event or five hundred; it runs on asyncpg directly (see
 `worker.db.sql`). Counters grow with one `UPDATE … SET x = x + n` per row, never
-read-modify-write in Python. Rows are locked in one fixed order — idempotency keys, then
-users, then conversations, each sorted — so concurrent workers can wait on each other but
-never deadlock. The generic part (`add`, `get`) is the ORM's, on the same transaction.
+read-modify-write in Python. The generic part (`add`, `get`) is the ORM's, on the same
+transaction.
+
+Locks, in one fixed order so concurrent workers can wait on each other but never deadlock:
+idempotency keys (advisory), then users and conversations share-locked (`FOR KEY SHARE`:
+they cannot be deleted, and nobody waits for that), and only at the end of the transaction
+the counter rows, conversations then users, each sorted (`FOR NO KEY UPDATE`). The
+contended row locks are held for a few statements and the commit, not the whole batch.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Repository(Generic[ModelT]):
 
 # unnest() yields the array in order, so the locks are taken in the (sorted) order given.
 _LOCK_KEYS = "SELECT pg_advisory_xact_lock($1::int, h) FROM unnest($2::int[]) AS h"
+_SHARE_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE"
 _LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 _ADD_USER_TOKENS = """
     UPDATE users u SET tokens_used = u.tokens_used + d.tokens
@@ -58,26 +64,28 @@ class UserRepository(Repository[User]):
     model = User
 
     async def lock(self, user_ids: Sequence[uuid.UUID], key_hashes: Sequence[int]) -> set[uuid.UUID]:
-        """Lock the idempotency keys, then the users' rows, both in sorted order; return the users that exist.
+        """Lock the idempotency keys, then share-lock the users' rows, both sorted; return the users that exist.
 
         NOTE: the key locks make a twin of an event wait until this transaction ends, so the
         inbox check that follows also sees a twin committed into another day's partition.
         """
         await self.sql.fetch(_LOCK_KEYS, INBOX_LOCK_NAMESPACE, sorted(set(key_hashes)))
-        rows = await self.sql.fetch(_LOCK_USERS, sorted(set(user_ids)))
+        rows = await self.sql.fetch(_SHARE_USERS, sorted(set(user_ids)))
         return {row[0] for row in rows}
 
     async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None:
-        """Grow `tokens_used` of users whose rows this transaction has locked."""
-        grow = {user: n for user, n in tokens_by_user.items() if n}
+        """Lock the users' rows in sorted order, then grow their `tokens_used`."""
+        grow = dict(sorted((user, n) for user, n in tokens_by_user.items() if n))
         if grow:
+            await self.sql.fetch(_LOCK_USERS, list(grow))
             await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))
 
     async def get_by_email(self, email: str) -> User | None:
         return (await self.sql.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
-_LOCK_CONVERSATIONS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+_SHARE_CONVERSATIONS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE"
+_LOCK_CONVERSATIONS = "SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 _GROW_CONVERSATIONS = """
     UPDATE conversations c SET
         total_tokens = c.total_tokens + d.tokens,
@@ -102,15 +110,17 @@ class ConversationRepository(Repository[Conversation]):
     model = Conversation
 
     async def lock_owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-        """Lock existing conversations in sorted order; return their owners."""
+        """Share-lock existing conversations (sorted) and return their owners (an owner never changes)."""
         if not conversation_ids:
             return {}
-        rows = await self.sql.fetch(_LOCK_CONVERSATIONS, sorted(conversation_ids))
+        rows = await self.sql.fetch(_SHARE_CONVERSATIONS, sorted(conversation_ids))
         return {row[0]: row[1] for row in rows}
 
     async def grow(self, deltas: Sequence[ConversationDelta]) -> None:
-        """Add tokens, fill a missing title, move `updated_at` forward, on locked rows."""
+        """Lock the rows in sorted order, then add tokens, fill a missing title, move `updated_at` forward."""
         if deltas:
+            deltas = sorted(deltas, key=lambda d: d.id)
+            await self.sql.fetch(_LOCK_CONVERSATIONS, [d.id for d in deltas])
             await self.sql.fetch(
                 _GROW_CONVERSATIONS,
                 [d.id for d in deltas],

@@ -1,8 +1,10 @@
 """Applies a batch of events in one transaction, each event all-or-nothing.
 
-Steps, in lock order: idempotency keys and users (sorted) → conversations (sorted) →
-inbox → conversation and user counters (one increment per row with the batch's sum) →
-each type's own rows → commit. Events that fail a check (unknown user, another user's
+Steps: idempotency keys locked, users and conversations share-locked (sorted) → checks →
+inbox → new conversations → each type's own rows → the counter rows locked and grown,
+conversations then users (sorted, one increment per row with the batch's sum) → commit.
+The counters come last so their row locks, the only ones other batches wait for, are held
+for the shortest time. Events that fail a check (unknown user, another user's
 conversation) are left out of the writes and reported; they never fail their neighbours.
 """
 
@@ -66,11 +68,15 @@ async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[
             else:
                 plan.results[i] = Outcome.DUPLICATE
         if applied:
-            await _grow_counters(uow, plan, handlers, applied, owners, claims)
+            counters = _count(plan, handlers, applied, owners, claims)
+            if len(await uow.conversations.create(counters.created)) != len(counters.created):
+                raise BatchConflict("a conversation was created concurrently")
             for event_type, handler in HANDLERS.items():
                 of_type = [events[i] for i in applied if events[i].type == event_type]
                 if of_type:
                     await handler.store(of_type, uow)
+            await uow.conversations.grow(counters.grown)
+            await uow.users.add_tokens(counters.by_user)
             await uow.commit()
     return [plan.results[i] for i in range(len(events))]
 
@@ -113,14 +119,22 @@ def _check_users_and_owners(
     return refused
 
 
-async def _grow_counters(
-    uow: AbstractUnitOfWork,
+@dataclass
+class _Counters:
+    """What the applied events add up to: one entry per counter row, sorted by id."""
+
+    by_user: dict[uuid.UUID, int]
+    grown: list[ConversationDelta]
+    created: list[NewConversation]
+
+
+def _count(
     plan: _Plan,
     handlers: list[Handler],
     applied: list[int],
     owners: dict[uuid.UUID, uuid.UUID],
     claims: dict[int, ConversationClaim | None],
-) -> None:
+) -> _Counters:
     by_user: dict[uuid.UUID, int] = {}
     deltas: dict[uuid.UUID, ConversationDelta] = {}
     created: dict[uuid.UUID, NewConversation] = {}
@@ -135,11 +149,11 @@ async def _grow_counters(
             deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, tokens)
         else:
             created[claim.id] = _merge_new(created.get(claim.id), claim, user_id, tokens)
-    await uow.conversations.grow(sorted(deltas.values(), key=lambda d: d.id))
-    new = sorted(created.values(), key=lambda c: c.id)
-    if len(await uow.conversations.create(new)) != len(new):
-        raise BatchConflict("a conversation was created concurrently")
-    await uow.users.add_tokens(dict(sorted(by_user.items())))
+    return _Counters(
+        dict(sorted(by_user.items())),
+        sorted(deltas.values(), key=lambda d: d.id),
+        sorted(created.values(), key=lambda c: c.id),
+    )
 
 
 def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, tokens: int) -> ConversationDelta:
