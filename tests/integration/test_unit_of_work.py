@@ -31,7 +31,7 @@ async def test_an_exception_inside_the_unit_rolls_back(db) -> None:
     user_id = await create_user(db)
     with pytest.raises(RuntimeError):
         async with UnitOfWork(db) as uow:
-            assert await uow.users.lock([user_id], []) == {user_id}
+            assert await uow.users.existing([user_id]) == {user_id}
             await uow.users.add_tokens({user_id: 500})
             raise RuntimeError("boom")
     assert await tokens_used(db, user_id) == 0
@@ -53,7 +53,7 @@ async def test_concurrent_increments_lose_nothing(db) -> None:
 
     async def add(n: int) -> None:
         async with UnitOfWork(db) as uow:
-            await uow.users.lock([user_id], [])
+            await uow.users.existing([user_id])
             await asyncio.sleep(0)
             await uow.users.add_tokens({user_id: n})
             await uow.commit()
@@ -65,16 +65,15 @@ async def test_concurrent_increments_lose_nothing(db) -> None:
 async def test_counters_pass_two_to_the_thirty_one(db) -> None:
     user_id = await create_user(db, tokens_used=2**31 - 10)
     async with UnitOfWork(db) as uow:
-        await uow.users.lock([user_id], [])
         await uow.users.add_tokens({user_id: 2**31 - 1})
         await uow.commit()
     assert await tokens_used(db, user_id) == 2**32 - 11
 
 
-async def test_lock_reports_only_users_that_exist(db) -> None:
+async def test_existing_reports_only_users_that_exist(db) -> None:
     present = await create_user(db)
     async with UnitOfWork(db) as uow:
-        assert await uow.users.lock([uuid.uuid4(), present], [1, 2]) == {present}
+        assert await uow.users.existing([uuid.uuid4(), present]) == {present}
 
 
 async def test_inbox_recognises_a_key_recorded_on_an_earlier_day(db) -> None:

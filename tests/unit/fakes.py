@@ -32,6 +32,9 @@ class FakeInbox:
     def _seen(self, key: EventKey) -> bool:
         return key.pair in self.state.inbox or key.message_id in self.state.messages
 
+    async def lock(self, keys: Sequence[EventKey]) -> None:
+        pass
+
     async def record_new(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
         fresh = {k.pair for k in keys if not self._seen(k)}
         self.state.inbox |= fresh
@@ -45,28 +48,32 @@ class FakeUsers:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def lock(self, user_ids: Sequence[uuid.UUID], key_hashes: Sequence[int]) -> set[uuid.UUID]:
+    async def existing(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         return {u for u in user_ids if u in self.state.users}
 
-    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None:
-        for user, tokens in tokens_by_user.items():
-            self.state.users[user] += tokens
+    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+        locked = {u for u in tokens_by_user if u in self.state.users}
+        for user in locked:
+            self.state.users[user] += tokens_by_user[user]
+        return locked
 
 
 class FakeConversations:
     def __init__(self, state: FakeStore) -> None:
         self.state = state
 
-    async def lock_owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    async def owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         return {c: self.state.conversations[c]["user_id"] for c in conversation_ids if c in self.state.conversations}
 
-    async def grow(self, deltas: Sequence[ConversationDelta]) -> None:
+    async def grow(self, deltas: Sequence[ConversationDelta]) -> set[uuid.UUID]:
+        deltas = [d for d in deltas if d.id in self.state.conversations]
         for delta in deltas:
             row = self.state.conversations[delta.id]
             row["total_tokens"] += delta.tokens
             row["title"] = row["title"] or delta.title
             if delta.touch_at is not None:
                 row["updated_at"] = max(row["updated_at"], delta.touch_at)
+        return {d.id for d in deltas}
 
     async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
         for new in conversations:

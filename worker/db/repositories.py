@@ -7,10 +7,11 @@ read-modify-write in Python. The generic part (`add`, `get`) is the ORM's, on th
 transaction.
 
 Locks, in one fixed order so concurrent workers can wait on each other but never deadlock:
-idempotency keys (advisory), then users and conversations share-locked (`FOR KEY SHARE`:
-they cannot be deleted, and nobody waits for that), and only at the end of the transaction
-the counter rows, conversations then users, each sorted (`FOR NO KEY UPDATE`). The
-contended row locks are held for a few statements and the commit, not the whole batch.
+idempotency keys (advisory, sorted) first; the counter rows, conversations then users, each
+sorted (`FOR NO KEY UPDATE`), only at the end of the transaction, so the locks other
+batches wait for are held for a few statements and the commit, not the whole batch. The
+checks before (does the user exist, whose conversation is it) read without locking: a row
+locked at the end that is gone by then is reported missing, and the batch tries again.
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ class Repository(Generic[ModelT]):
         return await self.sql.session.get(self.model, ident)
 
 
-# unnest() yields the array in order, so the locks are taken in the (sorted) order given.
-_LOCK_KEYS = "SELECT pg_advisory_xact_lock($1::int, h) FROM unnest($2::int[]) AS h"
-_SHARE_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE"
+_EXISTING_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
 _LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 _ADD_USER_TOKENS = """
     UPDATE users u SET tokens_used = u.tokens_used + d.tokens
@@ -63,28 +62,26 @@ class UserRepository(Repository[User]):
 
     model = User
 
-    async def lock(self, user_ids: Sequence[uuid.UUID], key_hashes: Sequence[int]) -> set[uuid.UUID]:
-        """Lock the idempotency keys, then share-lock the users' rows, both sorted; return the users that exist.
+    async def existing(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these users exist."""
+        if not user_ids:
+            return set()
+        return {row[0] for row in await self.sql.fetch(_EXISTING_USERS, list(set(user_ids)))}
 
-        NOTE: the key locks make a twin of an event wait until this transaction ends, so the
-        inbox check that follows also sees a twin committed into another day's partition.
-        """
-        await self.sql.fetch(_LOCK_KEYS, INBOX_LOCK_NAMESPACE, sorted(set(key_hashes)))
-        rows = await self.sql.fetch(_SHARE_USERS, sorted(set(user_ids)))
-        return {row[0] for row in rows}
-
-    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> None:
-        """Lock the users' rows in sorted order, then grow their `tokens_used`."""
+    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+        """Lock the users' rows in sorted order, then grow their `tokens_used`; return the users locked."""
         grow = dict(sorted((user, n) for user, n in tokens_by_user.items() if n))
-        if grow:
-            await self.sql.fetch(_LOCK_USERS, list(grow))
-            await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))
+        if not grow:
+            return set()
+        locked = {row[0] for row in await self.sql.fetch(_LOCK_USERS, list(grow))}
+        await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))
+        return locked
 
     async def get_by_email(self, email: str) -> User | None:
         return (await self.sql.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
-_SHARE_CONVERSATIONS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE"
+_OWNERS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[])"
 _LOCK_CONVERSATIONS = "SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 _GROW_CONVERSATIONS = """
     UPDATE conversations c SET
@@ -109,25 +106,28 @@ class ConversationRepository(Repository[Conversation]):
 
     model = Conversation
 
-    async def lock_owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-        """Share-lock existing conversations (sorted) and return their owners (an owner never changes)."""
+    async def owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """The owners of the conversations that exist (an owner never changes, so no lock)."""
         if not conversation_ids:
             return {}
-        rows = await self.sql.fetch(_SHARE_CONVERSATIONS, sorted(conversation_ids))
+        rows = await self.sql.fetch(_OWNERS, list(conversation_ids))
         return {row[0]: row[1] for row in rows}
 
-    async def grow(self, deltas: Sequence[ConversationDelta]) -> None:
-        """Lock the rows in sorted order, then add tokens, fill a missing title, move `updated_at` forward."""
-        if deltas:
-            deltas = sorted(deltas, key=lambda d: d.id)
-            await self.sql.fetch(_LOCK_CONVERSATIONS, [d.id for d in deltas])
-            await self.sql.fetch(
-                _GROW_CONVERSATIONS,
-                [d.id for d in deltas],
-                [d.tokens for d in deltas],
-                [d.title for d in deltas],
-                [d.touch_at for d in deltas],
-            )
+    async def grow(self, deltas: Sequence[ConversationDelta]) -> set[uuid.UUID]:
+        """Lock the rows in sorted order, then add tokens, fill a missing title, move `updated_at` forward;
+        return the conversations locked."""
+        if not deltas:
+            return set()
+        deltas = sorted(deltas, key=lambda d: d.id)
+        locked = {row[0] for row in await self.sql.fetch(_LOCK_CONVERSATIONS, [d.id for d in deltas])}
+        await self.sql.fetch(
+            _GROW_CONVERSATIONS,
+            [d.id for d in deltas],
+            [d.tokens for d in deltas],
+            [d.title for d in deltas],
+            [d.touch_at for d in deltas],
+        )
+        return locked
 
     async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
         """Insert new conversations; return the ids inserted (another transaction may have won one)."""
@@ -237,11 +237,16 @@ class ApiKeyRepository(Repository[ApiKey]):
             )
 
 
+# unnest() yields the array in order, so the locks are taken in the (sorted) order given.
+_LOCK_KEYS = "SELECT pg_advisory_xact_lock($1::int, h) FROM unnest($2::int[]) AS h"
+# `processed_on <= current_date + 1` leaves out the partitions made ahead of time (empty) but
+# keeps tomorrow's: a transaction begun before midnight must see a twin committed after it.
 _RECORD_NEW = """
     INSERT INTO processed_events (source, event_id, event_type)
     SELECT d.source, d.event_id, d.event_type
     FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $4::varchar[]) AS d(source, event_id, message_id, event_type)
-    WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.source = d.source AND p.event_id = d.event_id)
+    WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.source = d.source AND p.event_id = d.event_id
+                      AND p.processed_on <= current_date + 1)
       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)
     ON CONFLICT DO NOTHING
     RETURNING source, event_id
@@ -259,6 +264,15 @@ class InboxRepository:
 
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
+
+    async def lock(self, keys: Sequence[EventKey]) -> None:
+        """Take the events' idempotency-key locks (sorted), held until the transaction ends.
+
+        NOTE: a twin of an event waits here until this transaction ends, so the inbox check
+        that follows also sees a twin committed into another day's partition.
+        """
+        if keys:
+            await self.sql.fetch(_LOCK_KEYS, INBOX_LOCK_NAMESPACE, sorted({k.lock_hash for k in keys}))
 
     async def record_new(self, keys: Sequence[EventKey]) -> set[tuple[str, str]]:
         """Record events never seen (by key, or by `message_id`); return the keys recorded."""

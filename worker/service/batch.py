@@ -1,10 +1,10 @@
 """Applies a batch of events in one transaction, each event all-or-nothing.
 
-Steps: idempotency keys locked, users and conversations share-locked (sorted) → checks →
-inbox → new conversations → each type's own rows → the counter rows locked and grown,
-conversations then users (sorted, one increment per row with the batch's sum) → commit.
-The counters come last so their row locks, the only ones other batches wait for, are held
-for the shortest time. Events that fail a check (unknown user, another user's
+Steps: idempotency keys locked (sorted) → users and conversations read → checks → inbox →
+new conversations → each type's own rows → the counter rows locked and grown, conversations
+then users (sorted, one increment per row with the batch's sum) → commit. The counters come
+last so their row locks, the only ones other batches wait for, are held for the shortest
+time; a row read at the start and gone by the end makes the batch try again. Events that fail a check (unknown user, another user's
 conversation) are left out of the writes and reported; they never fail their neighbours.
 """
 
@@ -48,11 +48,10 @@ async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[
     _mark_duplicates_within_batch(plan, handlers)
     async with uow:
         candidates = plan.pending()
-        existing_users = await uow.users.lock(
-            [handlers[i].user_id(events[i]) for i in candidates], [plan.keys[i].lock_hash for i in candidates]
-        )
+        await uow.inbox.lock([plan.keys[i] for i in candidates])
+        existing_users = await uow.users.existing([handlers[i].user_id(events[i]) for i in candidates])
         claims = {i: handlers[i].conversation(events[i]) for i in candidates}
-        owners = await uow.conversations.lock_owners(sorted({c.id for c in claims.values() if c is not None}))
+        owners = await uow.conversations.owners(list({c.id for c in claims.values() if c is not None}))
         refused = _check_users_and_owners(plan, handlers, candidates, existing_users, owners, claims)
         fresh = await uow.inbox.record_new([plan.keys[i] for i in plan.pending()])
         # A refused event that was applied before is a duplicate: the contract checks that first.
@@ -75,8 +74,10 @@ async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[
                 of_type = [events[i] for i in applied if events[i].type == event_type]
                 if of_type:
                     await handler.store(of_type, uow)
-            await uow.conversations.grow(counters.grown)
-            await uow.users.add_tokens(counters.by_user)
+            if len(await uow.conversations.grow(counters.grown)) != len(counters.grown):
+                raise BatchConflict("a conversation was deleted concurrently")
+            if len(await uow.users.add_tokens(counters.by_user)) != len({u for u, n in counters.by_user.items() if n}):
+                raise BatchConflict("a user was deleted concurrently")
             await uow.commit()
     return [plan.results[i] for i in range(len(events))]
 
