@@ -21,9 +21,10 @@ REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"worker_role";
 GRANT SELECT (version_num) ON alembic_version TO :"worker_role";
 
 -- InboxRepository.record_new / seen: INSERT … SELECT … WHERE NOT EXISTS (a twin in
--- processed_events, or the message id already in messages) ON CONFLICT DO NOTHING
--- RETURNING source, event_id; advisory locks need no grant.
-GRANT SELECT (source, event_id), INSERT (source, event_id, event_type)
+-- processed_events of a partition up to tomorrow's, by processed_on, or the message id
+-- already in messages) ON CONFLICT DO NOTHING RETURNING source, event_id; lock: advisory
+-- locks need no grant.
+GRANT SELECT (source, event_id, processed_on), INSERT (source, event_id, event_type)
     ON processed_events TO :"worker_role";
 -- Existing daily partitions get what the owner's default privileges give new ones.
 SELECT format('GRANT SELECT, INSERT ON %I.%I TO %I', n.nspname, c.relname, :'worker_role')
@@ -33,14 +34,14 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = 'public.processed_events'::regclass
 \gexec
 
--- UserRepository.lock: SELECT id … FOR NO KEY UPDATE (row locks need an UPDATE grant);
--- add_tokens: UPDATE users SET tokens_used = tokens_used + d.tokens WHERE id = d.id.
+-- UserRepository.existing: SELECT id; add_tokens: SELECT id … FOR NO KEY UPDATE (row locks
+-- need an UPDATE grant), then UPDATE users SET tokens_used = tokens_used + d.tokens.
 -- Never email, password, tier or limit.
 GRANT SELECT (id, tokens_used), UPDATE (tokens_used) ON users TO :"worker_role";
 
--- ConversationRepository.lock_owners: SELECT id, user_id … FOR NO KEY UPDATE; grow: UPDATE
--- SET total_tokens, title, updated_at from their current values; create: INSERT … ON
--- CONFLICT (id) DO NOTHING RETURNING id.
+-- ConversationRepository.owners: SELECT id, user_id; grow: SELECT id … FOR NO KEY UPDATE,
+-- then UPDATE SET total_tokens, title, updated_at from their current values; create:
+-- INSERT … ON CONFLICT (id) DO NOTHING RETURNING id.
 GRANT SELECT (id, user_id, title, total_tokens, updated_at),
       INSERT (id, user_id, model, title, total_tokens, created_at, updated_at),
       UPDATE (title, total_tokens, updated_at)
