@@ -23,6 +23,7 @@ from worker.bench.verify import mismatches
 from worker.bench.worker_log import applied_times
 from worker.bench.workload import Workload
 from worker.broker.publisher import open_publisher_channel
+from worker.runtime.heap import freeze_heap
 from worker.settings import Settings
 
 POLL_S = 0.25
@@ -124,6 +125,8 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     await ctx.store.create_users(workload.user_ids)
     full_prefix, half_prefix = f"{workload_name}-b{batch_size}-full-", f"{workload_name}-b{batch_size}-half-"
     backlog = workload.events(options.events, full_prefix)
+    # The load generator's own full collections would stall publishing and send bursts.
+    freeze_heap()
 
     channel = await open_publisher_channel(ctx.connection)
     publisher = PipelinedPublisher(channel, options.publish_window, ctx.settings.publish_timeout_s)

@@ -28,6 +28,7 @@ from worker.observability.health import Health
 from worker.observability.http import build_app, serve
 from worker.observability.metrics import Metrics
 from worker.runtime.gate import DependencyGate
+from worker.runtime.heap import freeze_heap
 from worker.runtime.watchdog import ConsumerWatchdog
 from worker.service.applier import EventApplier
 from worker.settings import Settings
@@ -188,6 +189,7 @@ async def run_worker(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = await start_worker(settings)
+    frozen = freeze_heap()
     watchdog = ConsumerWatchdog(
         lambda: worker.consumer.consuming or not worker.gate.is_open or worker.draining,
         settings.consumer_watchdog_s,
@@ -199,6 +201,7 @@ async def run_worker(settings: Settings) -> int:
         pool_size=settings.db_pool_size,
         batch_size=settings.batch_size,
         http_port=settings.http_port,
+        gc_frozen_objects=frozen,
     )
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, watch}, return_when=asyncio.FIRST_COMPLETED)
