@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     one-event-per-transaction mode."""
 
     batch_wait_ms: int = Field(default=25, ge=0)
-    """How long an under-filled batch waits for company before it is applied anyway (docs/BENCHMARKS.md)."""
+    """Longest an under-filled batch waits for company, and only while another batch is being applied
+    (an idle worker applies what it has at once; docs/BENCHMARKS.md)."""
 
     batch_concurrency: PositiveInt | None = None
     """Batches applied at the same time per process, each on its own connection; unset: 2 when

@@ -60,6 +60,10 @@ async def assert_exact_totals(db, events: list[dict]) -> None:
     assert await scalar(db, "SELECT count(*) FROM messages WHERE id = ANY(:ids)", ids=message_ids) == len(message_ids)
 
 
+async def _started(workers: list[WorkerProcess]) -> bool:
+    return all(w.started() for w in workers)
+
+
 async def _all_processed(db, events: list[dict]) -> bool:
     ids = [e["id"] for e in events]
     return await scalar(db, "SELECT count(*) FROM processed_events WHERE event_id = ANY(:ids)", ids=ids) == len(ids)
@@ -75,6 +79,8 @@ async def test_two_worker_processes_share_a_hot_user_with_exact_totals(
     await declare_worker_topology(amqp_url, settings.retry_delays_s + settings.unknown_user_delays_s)
     workers = [WorkerProcess(settings, tmp_path / f"worker{n}.log").start() for n in range(2)]
     try:
+        # Both consuming before the first event, or a fast one may drain the lot alone.
+        await eventually(lambda: _started(workers), timeout=60, interval=0.1)
         async with Gateway(amqp_url) as gateway:
             await gateway.publish_many(events)
         await eventually(lambda: _all_processed(db, events), timeout=120, interval=0.5)

@@ -23,6 +23,8 @@ class BenchOptions:
     prefetch: int = 64
     half_load: bool = True
     half_load_seconds: float = 20.0
+    load_fraction: float = 0.5
+    """The latency phase publishes at this fraction of the drain rate (the targets are judged at 0.5)."""
     raw_baseline: bool = True
     publish_window: int = 1000
     stall_timeout_s: float = 120.0

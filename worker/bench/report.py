@@ -44,6 +44,9 @@ def render_table(result: dict[str, Any]) -> str:
     lines = [header, "-" * len(header)]
     for run in result["runs"]:
         lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(_row(run), COLUMNS, strict=True)))
+    fractions = sorted({run.get("load_fraction", 0.5) for run in result["runs"]} - {0.5})
+    if fractions:
+        lines.append(f"(`half` columns: the latency phase ran at {', '.join(map(str, fractions))} x the run's rate)")
     return "\n".join(lines)
 
 

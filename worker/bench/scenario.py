@@ -52,6 +52,7 @@ class RunResult:
     half_load: Percentiles | None = None
     half_load_logged: Percentiles | None = None
     half_load_rate: float | None = None
+    load_fraction: float = 0.5
     half_load_events: int = 0
     half_load_published_rate: float | None = None
     peak_rss_mb: list[float] = field(default_factory=list)
@@ -84,6 +85,7 @@ class RunResult:
                 "half_load_logged": self.half_load_logged.as_dict() if self.half_load_logged else None,
             },
             "half_load_rate": _round(self.half_load_rate),
+            "load_fraction": self.load_fraction,
             "half_load_events": self.half_load_events,
             "half_load_published_rate": _round(self.half_load_published_rate),
             "peak_rss_mb": self.peak_rss_mb,
@@ -118,7 +120,8 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     options = ctx.options
     label = f"{workload_name} B={batch_size}"
     prefetch = options.prefetch_for(batch_size)
-    result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate)
+    result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate,
+                       load_fraction=options.load_fraction)
     await ctx.store.reset()
     await purge_worker_queues(ctx.connection)
     workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes, options.seed)
@@ -153,7 +156,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
         result.peak_rss_mb = await memory.stop()
 
         if options.half_load and result.events_per_s:
-            rate = result.events_per_s / 2
+            rate = result.events_per_s * options.load_fraction
             count = min(options.events, max(MIN_HALF_LOAD_EVENTS, int(rate * options.half_load_seconds)))
             half = workload.events(count, half_prefix)
             result.half_load_rate, result.half_load_events = rate, count

@@ -18,7 +18,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
     for run in runs:
         where = f"{run['workload']} B={run['batch_size']}"
         verdicts.append(_verdict("end-to-end / raw", where, run["ratio_to_raw"], ">=", RAW_RATIO))
-        half = run["latency_ms"]["half_load"]
+        half = run["latency_ms"]["half_load"] if run.get("load_fraction", 0.5) == 0.5 else None
         verdicts.append(_verdict("p99 at half load (ms)", where, half["p99"] if half else None, "<=", HALF_LOAD_P99_MS))
         verdicts.append(_verdict("peak RSS (MB)", where, run["peak_rss_mb_max"], "<=", PEAK_RSS_MB))
     for (workload, batch_size), run in by_key.items():

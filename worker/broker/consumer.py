@@ -3,6 +3,10 @@
 A delivery the broker marks as redelivered is applied on its own, so a message that
 kills the worker cannot drag healthy neighbours towards the queue's delivery limit.
 
+An under-filled batch waits for company only while another batch is being applied (the
+database is busy with it anyway), and at most the batch wait: an idle worker applies what
+it has at once, so light load costs no added latency and heavy load still fills batches.
+
 aio-pika owns the connection, the channel and the topology (and restores them after a
 reconnect); the subscription itself is made on the channel's aiormq layer, so a delivery
 costs one small object and no task of its own (see `worker.broker.delivery`). Because
@@ -75,7 +79,10 @@ class Consumer:
         self._buffer: deque[Delivery] = deque()
         self._solo: deque[Delivery] = deque()
         self._arrived = asyncio.Event()
+        self._changed = asyncio.Event()
+        """Set when a delivery arrives or a batch finishes: what a lingering batch waits for."""
         self._busy = 0
+        self._applying = 0
         self._workers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._resubscribing: asyncio.Task[None] | None = None
@@ -190,32 +197,46 @@ class Consumer:
         else:
             self._buffer.append(delivery)
         self._arrived.set()
+        self._changed.set()
 
     async def _work(self) -> None:
         while True:
             batch = await self._next_batch()
             self._busy += len(batch)
+            self._applying += 1
             try:
                 await self._process(batch)
             except Exception:  # noqa: BLE001 - the worker keeps going; the deliveries go back
                 self._log.exception("batch_failed_unexpectedly", size=len(batch))
                 await asyncio.gather(*(self.settler.requeue(d) for d in batch))
             finally:
+                self._applying -= 1
                 self._busy -= len(batch)
                 self.metrics.in_flight.dec(len(batch))
+                self._changed.set()
 
     async def _next_batch(self) -> list[Delivery]:
-        while not self._buffer and not self._solo:
-            self._arrived.clear()
-            await self._arrived.wait()
-        if self._solo:
-            return [self._solo.popleft()]
-        batch = self._take(self.batching.size)
-        if len(batch) < self.batching.size and self.batching.wait_s > 0:
-            # Under light load, wait a moment for company rather than commit alone.
-            await asyncio.sleep(self.batching.wait_s)
-            batch += self._take(self.batching.size - len(batch))
-        return batch
+        while True:
+            while not self._buffer and not self._solo:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if self._solo:
+                return [self._solo.popleft()]
+            if self._applying and self.batching.wait_s > 0 and len(self._buffer) < self.batching.size:
+                try:
+                    await asyncio.wait_for(self._linger(), self.batching.wait_s)
+                except TimeoutError:
+                    pass
+            batch = self._take(self.batching.size)
+            if batch:
+                return batch
+            # Another batch worker took them while this one lingered.
+
+    async def _linger(self) -> None:
+        """Until the buffer holds a full batch or no other batch is being applied."""
+        while self._applying and len(self._buffer) < self.batching.size:
+            self._changed.clear()
+            await self._changed.wait()
 
     def _take(self, limit: int) -> list[Delivery]:
         taken = []

@@ -28,6 +28,16 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 1")
+    return value
+
+
 def _workloads(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [n for n in names if n not in WORKLOADS]
@@ -60,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-half-load", dest="half_load", action="store_false",
                         help="skip the latency phase at half the measured rate")
     parser.add_argument("--half-load-seconds", type=float, default=defaults.half_load_seconds)
+    parser.add_argument("--load-fraction", type=_fraction, default=defaults.load_fraction,
+                        help="publish the latency phase at this fraction of the measured rate (default %(default)s; "
+                             "the latency target is judged at 0.5 only)")
     parser.add_argument("--no-raw", dest="raw_baseline", action="store_false", help="skip the raw broker baseline")
     parser.add_argument("--publish-window", type=int, default=defaults.publish_window,
                         help="publisher confirms outstanding at once")
@@ -87,6 +100,7 @@ def options_from(args: argparse.Namespace, settings: Settings) -> BenchOptions:
         prefetch=args.prefetch or settings.prefetch,
         half_load=args.half_load,
         half_load_seconds=args.half_load_seconds,
+        load_fraction=args.load_fraction,
         raw_baseline=args.raw_baseline,
         publish_window=args.publish_window,
         stall_timeout_s=args.stall_timeout,

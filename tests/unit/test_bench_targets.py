@@ -1,0 +1,38 @@
+"""The bench's target verdicts (informative figures; the bench never fails on them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.bench.report import render_table
+from worker.bench.targets import evaluate
+
+
+def _run(workload: str, events_per_s: float, p99: float, load_fraction: float = 0.5) -> dict[str, Any]:
+    latency = {"count": 100, "p50": p99 / 2, "p95": p99, "p99": p99, "max": p99}
+    return {
+        "workload": workload, "batch_size": 128, "workers": 1, "events_per_s": events_per_s,
+        "raw_events_per_s": 8000.0, "ratio_to_raw": events_per_s / 8000.0, "peak_rss_mb_max": 90.0,
+        "latency_ms": {"full_load": latency, "half_load": latency, "half_load_logged": latency},
+        "load_fraction": load_fraction, "counters_ok": True,
+    }
+
+
+def _verdicts(runs: list[dict[str, Any]]) -> dict[tuple[str, str], bool | None]:
+    return {(v["target"], v["run"]): v["met"] for v in evaluate({"runs": runs})}
+
+
+def test_each_target_is_judged_against_its_bound() -> None:
+    verdicts = _verdicts([_run("uniform", 6400.0, 40.0), _run("hot", 5000.0, 60.0)])
+    assert verdicts[("end-to-end / raw", "uniform B=128")] is True  # 0.80
+    assert verdicts[("end-to-end / raw", "hot B=128")] is False  # 0.625
+    assert verdicts[("p99 at half load (ms)", "uniform B=128")] is True
+    assert verdicts[("p99 at half load (ms)", "hot B=128")] is False
+    assert verdicts[("hot / uniform", "B=128")] is False  # 0.78
+    assert verdicts[("peak RSS (MB)", "hot B=128")] is True
+
+
+def test_latency_measured_at_another_load_is_not_judged_against_the_half_load_target() -> None:
+    verdicts = _verdicts([_run("uniform", 6400.0, 10.0, load_fraction=0.25)])
+    assert verdicts[("p99 at half load (ms)", "uniform B=128")] is None
+    assert "0.25 x the run's rate" in render_table({"runs": [_run("uniform", 6400.0, 10.0, load_fraction=0.25)]})
