@@ -36,3 +36,10 @@ def test_latency_measured_at_another_load_is_not_judged_against_the_half_load_ta
     verdicts = _verdicts([_run("uniform", 6400.0, 10.0, load_fraction=0.25)])
     assert verdicts[("p99 at half load (ms)", "uniform B=128")] is None
     assert "0.25 x the run's rate" in render_table({"runs": [_run("uniform", 6400.0, 10.0, load_fraction=0.25)]})
+
+
+def test_the_table_shows_cpu_per_event_when_it_was_measured() -> None:
+    run = _run("uniform", 4000.0, 40.0)
+    run["cpu_us_per_event"] = {"drain": {"workers": 205.4, "postgresql": 166.6, "rabbitmq": 18.0, "bench": 1.0}}
+    row = render_table({"runs": [run]}).splitlines()[2].split()
+    assert row[-3:] == ["205", "167", "OK"]

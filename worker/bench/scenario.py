@@ -12,6 +12,7 @@ from typing import Any
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
 from worker.bench.broker import purge_worker_queues, queue_depths, ready_messages
+from worker.bench.cpu import CpuSampler, per_event_us
 from worker.bench.latency import Percentiles, latencies_ms, summarise
 from worker.bench.memory import PeakRss
 from worker.bench.options import BenchOptions
@@ -56,10 +57,17 @@ class RunResult:
     half_load_events: int = 0
     half_load_published_rate: float | None = None
     peak_rss_mb: list[float] = field(default_factory=list)
+    drain_cpu_cores: dict[str, float] | None = None
+    half_load_cpu_cores: dict[str, float] | None = None
     worker_exit_codes: list[int | None] = field(default_factory=list)
     counters_ok: bool = False
     mismatches: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def cpu_us_per_event(self) -> dict[str, float] | None:
+        """CPU microseconds per event while draining, per process group."""
+        return per_event_us(self.drain_cpu_cores, self.events_per_s)
 
     @property
     def ratio_to_raw(self) -> float | None:
@@ -90,6 +98,8 @@ class RunResult:
             "half_load_published_rate": _round(self.half_load_published_rate),
             "peak_rss_mb": self.peak_rss_mb,
             "peak_rss_mb_max": max(self.peak_rss_mb) if self.peak_rss_mb else None,
+            "cpu_cores": {"drain": self.drain_cpu_cores, "half_load": self.half_load_cpu_cores},
+            "cpu_us_per_event": {"drain": self.cpu_us_per_event},
             "worker_exit_codes": self.worker_exit_codes,
             "counters_ok": self.counters_ok,
             "mismatches": self.mismatches,
@@ -143,6 +153,9 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     workers.start()
     memory = PeakRss(workers.pids)
     memory.start()
+    cpu = CpuSampler(workers.pids)
+    cpu.start()
+    half_window: tuple[float, float] | None = None
     try:
         await _wait_processed(ctx, workers, options.events, f"{label}: drain", lambda: publisher.confirmed)
         times = await ctx.store.processed_times(full_prefix)
@@ -162,11 +175,13 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
             result.half_load_rate, result.half_load_events = rate, count
             wait = asyncio.create_task(_wait_processed(ctx, workers, options.events + count, None,
                                                        lambda: publisher.confirmed, HALF_LOAD_POLL_S))
+            half_started = time.time()
             try:
                 half_published = await publish_all(
                     publisher, workload, half, ctx.exchange, rate=rate,
                     progress=lambda n: ctx.progress.update(f"{label}: half load", n, count))
                 await wait
+                half_window = (half_started, time.time())
             finally:
                 wait.cancel()
             if count > 1 and half_published[-1] > half_published[0]:
@@ -181,6 +196,11 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
         ctx.progress.note(f"{label}: FAILED: {exc}\n{workers.log_tail()}")
     finally:
         await memory.stop()
+        await cpu.stop()
+        if result.drain_s:
+            result.drain_cpu_cores = cpu.cores_between(first, last)
+        if half_window:
+            result.half_load_cpu_cores = cpu.cores_between(*half_window)
         result.worker_exit_codes = await asyncio.to_thread(workers.stop, ctx.settings.shutdown_timeout_s + 10)
         await channel.close()
 
