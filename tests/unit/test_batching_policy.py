@@ -18,7 +18,6 @@ def _consumer(size: int, wait_s: float) -> Consumer:
 def _fill(consumer: Consumer, count: int) -> list[Any]:
     deliveries = [object() for _ in range(count)]
     consumer._buffer.extend(deliveries)  # noqa: SLF001 - the buffer is the policy's input
-    consumer._arrived.set()
     consumer._changed.set()
     return deliveries
 
@@ -32,7 +31,7 @@ async def test_an_idle_worker_applies_an_under_filled_batch_at_once() -> None:
 
 async def test_while_another_batch_is_applied_an_under_filled_batch_waits_for_company() -> None:
     consumer = _consumer(size=5, wait_s=30.0)
-    consumer._applying = 1
+    consumer._busy = 1
     first = _fill(consumer, 3)
     taking = asyncio.create_task(consumer._next_batch())
     await asyncio.sleep(0.1)
@@ -44,25 +43,25 @@ async def test_while_another_batch_is_applied_an_under_filled_batch_waits_for_co
 
 async def test_a_lingering_batch_goes_when_the_other_batch_is_done() -> None:
     consumer = _consumer(size=128, wait_s=30.0)
-    consumer._applying = 1
+    consumer._busy = 1
     deliveries = _fill(consumer, 3)
     taking = asyncio.create_task(consumer._next_batch())
     await asyncio.sleep(0.1)
     assert not taking.done()
-    consumer._applying = 0
+    consumer._busy = 0
     consumer._changed.set()
     assert await asyncio.wait_for(taking, 5.0) == deliveries
 
 
 async def test_the_batch_wait_bounds_the_lingering() -> None:
     consumer = _consumer(size=128, wait_s=0.05)
-    consumer._applying = 1
+    consumer._busy = 1
     deliveries = _fill(consumer, 3)
     assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries
 
 
 async def test_per_event_mode_never_waits() -> None:
     consumer = _consumer(size=1, wait_s=30.0)
-    consumer._applying = 5
+    consumer._busy = 5
     deliveries = _fill(consumer, 2)
     assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[:1]

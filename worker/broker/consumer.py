@@ -78,11 +78,10 @@ class Consumer:
         self._wanted = False
         self._buffer: deque[Delivery] = deque()
         self._solo: deque[Delivery] = deque()
-        self._arrived = asyncio.Event()
         self._changed = asyncio.Event()
-        """Set when a delivery arrives or a batch finishes: what a lingering batch waits for."""
+        """Set when a delivery arrives or a batch finishes: what an idle or lingering batch worker waits for."""
         self._busy = 0
-        self._applying = 0
+        """Deliveries in batches being applied (0: no batch is)."""
         self._workers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._resubscribing: asyncio.Task[None] | None = None
@@ -196,21 +195,18 @@ class Consumer:
             self._solo.append(delivery)
         else:
             self._buffer.append(delivery)
-        self._arrived.set()
         self._changed.set()
 
     async def _work(self) -> None:
         while True:
             batch = await self._next_batch()
             self._busy += len(batch)
-            self._applying += 1
             try:
                 await self._process(batch)
             except Exception:  # noqa: BLE001 - the worker keeps going; the deliveries go back
                 self._log.exception("batch_failed_unexpectedly", size=len(batch))
                 await asyncio.gather(*(self.settler.requeue(d) for d in batch))
             finally:
-                self._applying -= 1
                 self._busy -= len(batch)
                 self.metrics.in_flight.dec(len(batch))
                 self._changed.set()
@@ -218,11 +214,11 @@ class Consumer:
     async def _next_batch(self) -> list[Delivery]:
         while True:
             while not self._buffer and not self._solo:
-                self._arrived.clear()
-                await self._arrived.wait()
+                self._changed.clear()
+                await self._changed.wait()
             if self._solo:
                 return [self._solo.popleft()]
-            if self._applying and self.batching.wait_s > 0 and len(self._buffer) < self.batching.size:
+            if self._busy and self.batching.wait_s > 0 and len(self._buffer) < self.batching.size:
                 try:
                     await asyncio.wait_for(self._linger(), self.batching.wait_s)
                 except TimeoutError:
@@ -234,7 +230,7 @@ class Consumer:
 
     async def _linger(self) -> None:
         """Until the buffer holds a full batch or no other batch is being applied."""
-        while self._applying and len(self._buffer) < self.batching.size:
+        while self._busy and len(self._buffer) < self.batching.size:
             self._changed.clear()
             await self._changed.wait()
 
