@@ -155,7 +155,6 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     memory.start()
     cpu = CpuSampler(workers.pids)
     cpu.start()
-    half_window: tuple[float, float] | None = None
     try:
         await _wait_processed(ctx, workers, options.events, f"{label}: drain", lambda: publisher.confirmed)
         times = await ctx.store.processed_times(full_prefix)
@@ -164,6 +163,8 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
         result.drain_s = last - first
         # N events between the first and the last transaction: N-1 intervals.
         result.events_per_s = (len(times) - 1) / result.drain_s if result.drain_s > 0 else None
+        cpu.sample()  # one sample past the last transaction
+        result.drain_cpu_cores = cpu.cores_between(first, last)
         result.full_load = summarise(latencies_ms(full_prefix, published, times))
         # The peak while draining the backlog is the figure the memory target is about.
         result.peak_rss_mb = await memory.stop()
@@ -181,7 +182,9 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
                     publisher, workload, half, ctx.exchange, rate=rate,
                     progress=lambda n: ctx.progress.update(f"{label}: half load", n, count))
                 await wait
-                half_window = (half_started, time.time())
+                half_ended = time.time()
+                cpu.sample()
+                result.half_load_cpu_cores = cpu.cores_between(half_started, half_ended)
             finally:
                 wait.cancel()
             if count > 1 and half_published[-1] > half_published[0]:
@@ -197,10 +200,6 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     finally:
         await memory.stop()
         await cpu.stop()
-        if result.drain_s:
-            result.drain_cpu_cores = cpu.cores_between(first, last)
-        if half_window:
-            result.half_load_cpu_cores = cpu.cores_between(*half_window)
         result.worker_exit_codes = await asyncio.to_thread(workers.stop, ctx.settings.shutdown_timeout_s + 10)
         await channel.close()
 
