@@ -12,10 +12,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.config import migrated_database
 from tests.support.db import create_user, scalar, tokens_used
+from tests.support.events import body, message_created
 from tests.support.services import drop_database, unique_name
+from tests.support.waiting import eventually
+from worker.contract.decoding import Limits, decode_event
 from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
+from worker.service.batch import apply_batch
+from worker.service.handlers import BatchConflict
+from worker.service.outcomes import Outcome
 from worker.service.rows import EventKey
 
 
@@ -129,3 +135,36 @@ async def test_a_day_already_in_the_default_partition_does_not_stop_maintenance(
         report = await maintain_partitions(conn, today=day, days_ahead=1, retention_days=None)
     assert report.failed == [partition_name(day)]
     assert report.created == [partition_name(day + timedelta(days=1))]
+
+
+async def _blocked_on_a_lock(db) -> bool:
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    return await scalar(db, sql) > 0
+
+
+@pytest.mark.parametrize("same_owner", [True, False], ids=["same-user", "other-user"])
+async def test_a_conversation_another_transaction_creates_meanwhile(db, same_owner) -> None:
+    """Same owner: the batch grows it in the same try. Another owner: the batch must start again."""
+    user_id, other_id = await create_user(db), await create_user(db)
+    conversation = uuid.uuid4()
+    event = decode_event(
+        body(message_created(user_id, conversation_id=conversation, prompt_tokens=10, completion_tokens=5)),
+        None, datetime.now(UTC), Limits(),
+    )
+    async with db.connect() as other:
+        await other.execute(
+            text("INSERT INTO conversations (id, user_id, model, total_tokens) VALUES (:id, :user, 'theirs', 7)"),
+            {"id": conversation, "user": user_id if same_owner else other_id},
+        )
+        applying = asyncio.create_task(apply_batch([event], UnitOfWork(db)))
+        await eventually(lambda: _blocked_on_a_lock(db), timeout=10)
+        await other.commit()
+    if same_owner:
+        assert await applying == [Outcome.APPLIED]
+        assert await scalar(db, "SELECT total_tokens FROM conversations WHERE id = :id", id=conversation) == 22
+        assert await tokens_used(db, user_id) == 15
+    else:
+        with pytest.raises(BatchConflict):
+            await applying
+        assert await tokens_used(db, user_id) == 0
+        assert await scalar(db, "SELECT total_tokens FROM conversations WHERE id = :id", id=conversation) == 7

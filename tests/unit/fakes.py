@@ -20,6 +20,8 @@ class FakeStore:
     inbox: set[tuple[str, str]] = field(default_factory=set)
     users: dict[uuid.UUID, int] = field(default_factory=dict)
     conversations: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    committed_during_create: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    """Conversations a concurrent transaction commits just as this one inserts its new ones."""
     messages: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     usage_records: list[dict[str, Any]] = field(default_factory=list)
     api_keys: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
@@ -59,8 +61,9 @@ class FakeUsers:
 
 
 class FakeConversations:
-    def __init__(self, state: FakeStore) -> None:
+    def __init__(self, state: FakeStore, committed: FakeStore | None = None) -> None:
         self.state = state
+        self.committed = committed or state
 
     async def owners(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         return {c: self.state.conversations[c]["user_id"] for c in conversation_ids if c in self.state.conversations}
@@ -76,11 +79,20 @@ class FakeConversations:
         return {d.id for d in deltas}
 
     async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
+        # Rows another transaction commits while this one inserts (ON CONFLICT waits, then skips).
+        # Committed by the other transaction: it stays whether this one commits or not.
+        for store in {id(self.state): self.state, id(self.committed): self.committed}.values():
+            store.conversations.update(self.committed.committed_during_create)
+        self.state.committed_during_create = self.committed.committed_during_create = {}
+        inserted = set()
         for new in conversations:
+            if new.id in self.state.conversations:
+                continue
             row = asdict(new)
             row["total_tokens"] = row.pop("tokens")
             self.state.conversations[new.id] = row
-        return {c.id for c in conversations}
+            inserted.add(new.id)
+        return inserted
 
 
 class FakeMessages:
@@ -126,7 +138,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.working = copy.deepcopy(self.store)
         self.inbox = FakeInbox(self.working)
         self.users = FakeUsers(self.working)
-        self.conversations = FakeConversations(self.working)
+        self.conversations = FakeConversations(self.working, self.store)
         self.messages = FakeMessages(self.working)
         self.usage_records = FakeUsageRecords(self.working)
         self.api_keys = FakeApiKeys(self.working)

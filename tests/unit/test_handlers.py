@@ -14,6 +14,7 @@ from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, UnknownUser
 from worker.service.batch import apply_batch
+from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -177,3 +178,42 @@ async def test_a_refused_event_seen_before_is_a_duplicate(store, user) -> None:
     await apply_many(store, [event])
     del store.users[user]
     assert await apply_many(store, [event]) == [Outcome.DUPLICATE]
+
+
+def concurrent_conversation(owner: uuid.UUID, *, tokens: int, title: str | None, updated_at: datetime) -> dict:
+    """The row another transaction commits while this batch inserts the same new conversation."""
+    at = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    return {"user_id": owner, "model": "theirs", "title": title, "total_tokens": tokens,
+            "created_at": at, "updated_at": updated_at}
+
+
+async def test_a_conversation_created_concurrently_for_the_same_user_is_grown_in_the_same_try(store, user) -> None:
+    conversation = uuid.uuid4()
+    store.committed_during_create[conversation] = concurrent_conversation(
+        user, tokens=7, title=None, updated_at=datetime(2026, 11, 28, 8, 30, tzinfo=UTC)
+    )
+    events = [
+        message_created(user, conversation_id=conversation, prompt_tokens=10, completion_tokens=5,
+                        conversation_title="ours", created_at="2026-11-28T09:00:00Z"),
+        usage_recorded(user, conversation_id=conversation, prompt_tokens=100),
+    ]
+    assert await apply_many(store, events) == [Outcome.APPLIED, Outcome.APPLIED]
+    row = store.conversations[conversation]
+    assert row["total_tokens"] == 7 + 15 + 100
+    assert (row["model"], row["title"]) == ("theirs", "ours")
+    assert row["updated_at"] == datetime(2026, 11, 28, 9, tzinfo=UTC)
+    assert store.users[user] == 115 and len(store.messages) == 1
+
+
+async def test_a_conversation_created_concurrently_for_another_user_makes_the_batch_start_again(store, user) -> None:
+    other, conversation = uuid.uuid4(), uuid.uuid4()
+    store.users[other] = 0
+    store.committed_during_create[conversation] = concurrent_conversation(
+        other, tokens=7, title=None, updated_at=datetime(2026, 11, 28, 6, tzinfo=UTC)
+    )
+    with pytest.raises(BatchConflict):
+        await apply_many(store, [message_created(user, conversation_id=conversation)])
+    assert store.users[user] == 0 and not store.messages
+    # The next try sees the owner and refuses the event, as the contract's failure table says.
+    [result] = await apply_many(store, [message_created(user, conversation_id=conversation)])
+    assert isinstance(result, EventRejected) and result.reason is Reason.CONVERSATION_OWNER_MISMATCH

@@ -4,8 +4,10 @@ Steps: idempotency keys locked (sorted) → users and conversations read → che
 new conversations → each type's own rows → the counter rows locked and grown, conversations
 then users (sorted, one increment per row with the batch's sum) → commit. The counters come
 last so their row locks, the only ones other batches wait for, are held for the shortest
-time; a row read at the start and gone by the end makes the batch try again. Events that fail a check (unknown user, another user's
-conversation) are left out of the writes and reported; they never fail their neighbours.
+time. A row read at the start and gone by the end makes the batch try again; a conversation
+another batch created in the meantime is grown instead of created. Events that fail a check
+(unknown user, another user's conversation) are left out of the writes and reported; they
+never fail their neighbours.
 """
 
 from __future__ import annotations
@@ -68,18 +70,36 @@ async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[
                 plan.results[i] = Outcome.DUPLICATE
         if applied:
             counters = _count(plan, handlers, applied, owners, claims)
-            if len(await uow.conversations.create(counters.created)) != len(counters.created):
-                raise BatchConflict("a conversation was created concurrently")
+            grown = await _create_conversations(uow, counters)
             for event_type, handler in HANDLERS.items():
                 of_type = [events[i] for i in applied if events[i].type == event_type]
                 if of_type:
                     await handler.store(of_type, uow)
-            if len(await uow.conversations.grow(counters.grown)) != len(counters.grown):
+            if len(await uow.conversations.grow(grown)) != len(grown):
                 raise BatchConflict("a conversation was deleted concurrently")
             if len(await uow.users.add_tokens(counters.by_user)) != len({u for u, n in counters.by_user.items() if n}):
                 raise BatchConflict("a user was deleted concurrently")
             await uow.commit()
     return [plan.results[i] for i in range(len(events))]
+
+
+async def _create_conversations(uow: AbstractUnitOfWork, counters: _Counters) -> list[ConversationDelta]:
+    """Insert the batch's new conversations; return every conversation delta to lock and grow.
+
+    A conversation another transaction created first (the insert waited for it to commit) is
+    grown instead, as if it had existed when the batch read the owners, provided it belongs to
+    the same user; only then does the batch have to start again (its owner check was wrong).
+    """
+    if not counters.created:
+        return counters.grown
+    inserted = await uow.conversations.create(counters.created)
+    lost = [c for c in counters.created if c.id not in inserted]
+    if not lost:
+        return counters.grown
+    owners = await uow.conversations.owners([c.id for c in lost])
+    if any(owners.get(c.id) != c.user_id for c in lost):
+        raise BatchConflict("a conversation was created concurrently for another user")
+    return sorted([*counters.grown, *(counters.if_existing[c.id] for c in lost)], key=lambda d: d.id)
 
 
 def _mark_duplicates_within_batch(plan: _Plan, handlers: list[Handler]) -> None:
@@ -127,6 +147,8 @@ class _Counters:
     by_user: dict[uuid.UUID, int]
     grown: list[ConversationDelta]
     created: list[NewConversation]
+    if_existing: dict[uuid.UUID, ConversationDelta]
+    """For each conversation in `created`: its delta, should another transaction create it first."""
 
 
 def _count(
@@ -139,6 +161,7 @@ def _count(
     by_user: dict[uuid.UUID, int] = {}
     deltas: dict[uuid.UUID, ConversationDelta] = {}
     created: dict[uuid.UUID, NewConversation] = {}
+    if_existing: dict[uuid.UUID, ConversationDelta] = {}
     for i in applied:
         event, handler = plan.events[i], handlers[i]
         user_id, tokens = handler.user_id(event), handler.tokens(event)
@@ -150,10 +173,12 @@ def _count(
             deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, tokens)
         else:
             created[claim.id] = _merge_new(created.get(claim.id), claim, user_id, tokens)
+            if_existing[claim.id] = _merge_delta(if_existing.get(claim.id), claim, tokens)
     return _Counters(
         dict(sorted(by_user.items())),
         sorted(deltas.values(), key=lambda d: d.id),
         sorted(created.values(), key=lambda c: c.id),
+        if_existing,
     )
 
 
