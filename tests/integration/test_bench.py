@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 
+import asyncpg
 import pytest
 
 from tests.support.config import make_settings
 from tests.support.processes import REPO, settings_env
-from tests.support.services import AMQP_BASE, PG_HOST_URL, drop_database
+from tests.support.services import ADMIN_DSN, AMQP_BASE, PG_HOST_URL, drop_database
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +19,6 @@ LATENCY_KEYS = {"count", "p50", "p95", "p99", "max"}
 
 
 async def _leftover_databases(prefix: str) -> set[str]:
-    import asyncpg
-
-    from tests.support.services import ADMIN_DSN
-
     conn = await asyncpg.connect(ADMIN_DSN)
     try:
         return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", prefix + "%")}
@@ -59,6 +56,15 @@ async def test_a_small_bench_verifies_every_counter_and_writes_its_json(tmp_path
         assert len(run["peak_rss_mb"]) == 1 and run["peak_rss_mb"][0] > 0
     assert {v["target"] for v in result["targets"]} >= {"end-to-end / raw", "p99 at half load (ms)", "peak RSS (MB)"}
     assert "counters" in completed.stdout.decode()
+    # Without the server's autovacuum the bench keeps the planner statistics current itself.
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        autovacuum = await conn.fetchval("SHOW autovacuum")
+    finally:
+        await conn.close()
+    assert result["statistics"]["by"] == ("server" if autovacuum == "on" else "bench")
+    if autovacuum != "on":
+        assert result["statistics"]["analyze_runs"] > 0
 
     # Nothing is left behind: the private database is dropped (the vhost is checked by the bench's own DELETE).
     assert result["database"] not in await _leftover_databases("aiworker_bench_")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.bench import machine
+from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.baseline import RawRate, measure_raw_rate
 from worker.bench.broker import connect, declare_worker_topology, server_version
 from worker.bench.database import PrivateDatabase
@@ -71,12 +72,18 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
                     ctx = RunContext(worker_settings, options, store, connection, exchange, Path(log_dir), progress,
                                      extra_env)
                     raws: dict[tuple[str, int], RawRate] = {}
-                    for workload_name in options.workloads:
-                        for batch_size in options.batch_sizes:
-                            raw = await _raw_rate(ctx, raws, workload_name, options.prefetch_for(batch_size))
-                            run = await run_scenario(ctx, workload_name, batch_size, raw.events_per_s if raw else None)
-                            result["runs"].append(run.as_dict())
-                            progress.note(_summary_line(run))
+                    statistics = AutoAnalyze(database.dsn)
+                    await statistics.start()
+                    try:
+                        for workload_name in options.workloads:
+                            for batch_size in options.batch_sizes:
+                                raw = await _raw_rate(ctx, raws, workload_name, options.prefetch_for(batch_size))
+                                run = await run_scenario(ctx, workload_name, batch_size,
+                                                         raw.events_per_s if raw else None)
+                                result["runs"].append(run.as_dict())
+                                progress.note(_summary_line(run))
+                    finally:
+                        result["statistics"] = await statistics.stop()
                     result["raw"] = [_raw_dict(r) for r in raws.values()]
         finally:
             await connection.close()
