@@ -39,6 +39,8 @@ class PipelinedPublisher:
         self._pending: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self.confirmed = 0
+        self.confirm_s = array("d")
+        """Seconds from each publish to its confirm: the broker's own latency, the floor under the worker's."""
 
     async def publish(self, body: bytes, spec: EventSpec, routing_key: str, exchange: str) -> None:
         """Send now; the confirm is awaited in the background (raises an earlier failure, if any)."""
@@ -55,6 +57,7 @@ class PipelinedPublisher:
         properties = Basic.Properties(
             content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=spec.event_id, message_type=spec.type
         )
+        sent = time.perf_counter()
         try:
             confirmation = await self._raw.basic_publish(
                 body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True,
@@ -64,6 +67,7 @@ class PipelinedPublisher:
             raise PublishFailed(f"no confirm within {self._timeout_s}s for {routing_key!r}") from exc
         if not isinstance(confirmation, Basic.Ack):
             raise PublishFailed(f"broker did not acknowledge the publish to {routing_key!r}")
+        self.confirm_s.append(time.perf_counter() - sent)
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._pending.discard(task)

@@ -9,7 +9,7 @@ from typing import Any
 COLUMNS = (
     ("workload", 8), ("B", 4), ("K", 2), ("events/s", 9), ("raw/s", 8), ("ratio", 6),
     ("full p50", 9), ("full p95", 9), ("full p99", 9), ("half p50", 9), ("half p95", 9), ("half p99", 9),
-    ("p99 hi", 7), ("RSS MB", 7), ("wkr µs", 7), ("pg µs", 6), ("counters", 8),
+    ("p99 hi", 7), ("conf p99", 8), ("RSS MB", 7), ("wkr µs", 7), ("pg µs", 6), ("counters", 8),
 )
 
 
@@ -30,6 +30,7 @@ def _row(run: dict[str, Any]) -> list[str]:
         *(_fmt(full.get(q), 1) for q in ("p50", "p95", "p99")),
         *(_fmt(half.get(q), 1) for q in ("p50", "p95", "p99")),
         _fmt((run["latency_ms"].get("half_load_logged") or {}).get("p99"), 1),
+        _fmt((run["latency_ms"].get("half_load_confirm") or {}).get("p99"), 1),
         _fmt(run["peak_rss_mb_max"]),
         *(_fmt(((run.get("cpu_us_per_event") or {}).get("drain") or {}).get(group)) for group in ("workers", "postgresql")),
         "OK" if run["counters_ok"] else "WRONG",
@@ -40,7 +41,8 @@ def render_table(result: dict[str, Any]) -> str:
     """Fixed-width table, one line per run; latencies in milliseconds.
 
     `half pNN` use `processed_at` (transaction start: a lower bound of the commit); `p99 hi`
-    uses the worker's `applied` log line (after commit and ack: an upper bound). `wkr µs` and
+    uses the worker's `applied` log line (after commit and ack: an upper bound). `conf p99`: the
+    broker's publish-to-confirm p99 in the same phase, the floor under both. `wkr µs` and
     `pg µs`: CPU microseconds per event of the workers (all K) and of PostgreSQL while draining.
     """
     header = " ".join(name.rjust(width) for name, width in COLUMNS)

@@ -52,6 +52,7 @@ class RunResult:
     full_load: Percentiles | None = None
     half_load: Percentiles | None = None
     half_load_logged: Percentiles | None = None
+    half_load_confirm: Percentiles | None = None
     half_load_rate: float | None = None
     load_fraction: float = 0.5
     half_load_events: int = 0
@@ -91,6 +92,7 @@ class RunResult:
                 "full_load": self.full_load.as_dict() if self.full_load else None,
                 "half_load": self.half_load.as_dict() if self.half_load else None,
                 "half_load_logged": self.half_load_logged.as_dict() if self.half_load_logged else None,
+                "half_load_confirm": self.half_load_confirm.as_dict() if self.half_load_confirm else None,
             },
             "half_load_rate": _round(self.half_load_rate),
             "load_fraction": self.load_fraction,
@@ -177,6 +179,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
             wait = asyncio.create_task(_wait_processed(ctx, workers, options.events + count, None,
                                                        lambda: publisher.confirmed, HALF_LOAD_POLL_S))
             half_started = time.time()
+            confirmed_before = len(publisher.confirm_s)
             try:
                 half_published = await publish_all(
                     publisher, workload, half, ctx.exchange, rate=rate,
@@ -190,6 +193,9 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
             if count > 1 and half_published[-1] > half_published[0]:
                 # What the publisher achieved: below the target when the bench itself runs short of CPU.
                 result.half_load_published_rate = (count - 1) / (half_published[-1] - half_published[0])
+            # The broker confirms a quorum-queue publish and delivers it once the same log entry is
+            # committed: its confirm latency is the floor of any consumer's publish-to-commit latency.
+            result.half_load_confirm = summarise([s * 1000 for s in publisher.confirm_s[confirmed_before:]])
             half_times = await ctx.store.processed_times(half_prefix)
             result.half_load = summarise(latencies_ms(half_prefix, half_published, half_times))
             logged = applied_times(workers.log_paths, half_prefix)
