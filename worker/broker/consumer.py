@@ -9,7 +9,8 @@ it has at once, so light load costs no added latency and heavy load still fills 
 
 aio-pika owns the connection, the channel and the topology (and restores them after a
 reconnect); the subscription itself is made on the channel's aiormq layer, so a delivery
-costs one small object and no task of its own (see `worker.broker.delivery`). Because
+costs one small object and aiormq's one task, not aio-pika's message copy and second task
+(see `worker.broker.delivery`). Because
 aio-pika does not know about that subscription, the consumer renews it itself when the
 channel is reopened or the broker cancels it.
 """
