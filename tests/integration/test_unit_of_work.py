@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.config import migrated_database
@@ -16,6 +17,7 @@ from tests.support.events import body, message_created
 from tests.support.services import drop_database, unique_name
 from tests.support.waiting import eventually
 from worker.contract.decoding import Limits, decode_event
+from worker.db.failures import sqlstate_of
 from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
@@ -168,3 +170,27 @@ async def test_a_conversation_another_transaction_creates_meanwhile(db, same_own
             await applying
         assert await tokens_used(db, user_id) == 0
         assert await scalar(db, "SELECT total_tokens FROM conversations WHERE id = :id", id=conversation) == 7
+
+
+_USAGE_ROW = (
+    "INSERT INTO usage_records (id, event_source, event_id, user_id, model, prompt_tokens, completion_tokens, "
+    "recorded_at) VALUES (gen_random_uuid(), 'test', :event_id, :user, 'm', 1, 0, now())"
+)
+
+
+async def test_storing_a_usage_record_leaves_its_users_row_unlocked_until_commit(db) -> None:
+    """The foreign-key check waits for commit, so a hot user's row gets no extra locker (MultiXact)."""
+    user_id = await create_user(db)
+    async with db.connect() as writer:
+        await writer.execute(text(_USAGE_ROW), {"event_id": f"evt-{uuid.uuid4()}", "user": user_id})
+        # xmax names the row's locker (or MultiXact of lockers); 0 while nobody holds it.
+        assert await scalar(db, "SELECT xmax::text FROM users WHERE id = :id", id=user_id) == "0"
+        await writer.commit()
+
+
+async def test_a_usage_record_of_a_missing_user_still_fails_at_commit(db) -> None:
+    async with db.connect() as writer:
+        await writer.execute(text(_USAGE_ROW), {"event_id": f"evt-{uuid.uuid4()}", "user": uuid.uuid4()})
+        with pytest.raises(DBAPIError) as raised:
+            await writer.commit()
+    assert sqlstate_of(raised.value) == "23503"

@@ -38,6 +38,12 @@ NAMING_CONVENTION = {
 }
 
 
+# Foreign keys to the rows whose counters a batch grows (users, conversations) are checked at
+# commit: by then the batch holds those rows FOR NO KEY UPDATE itself, so the check's KEY SHARE
+# lock adds no second locker (no MultiXact on a hot user's row). See alembic revision 0002.
+CHECKED_AT_COMMIT = {"deferrable": True, "initially": "DEFERRED"}
+
+
 class Base(DeclarativeBase):
     """Base of every model; one naming convention so migrations name constraints the same way."""
 
@@ -91,7 +97,7 @@ class Conversation(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE", **CHECKED_AT_COMMIT), nullable=False
     )
     title: Mapped[str | None] = mapped_column(String(255))
     model: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -120,7 +126,7 @@ class Message(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     conversation_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("conversations.id", ondelete="CASCADE", **CHECKED_AT_COMMIT), nullable=False
     )
     role: Mapped[str] = mapped_column(String(20), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
@@ -167,10 +173,10 @@ class UsageRecord(Base):
     event_source: Mapped[str] = mapped_column(String(255), nullable=False)
     event_id: Mapped[str] = mapped_column(String(255), nullable=False)
     user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE", **CHECKED_AT_COMMIT), nullable=False
     )
     conversation_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+        UUID(as_uuid=True), ForeignKey("conversations.id", ondelete="SET NULL", **CHECKED_AT_COMMIT), index=True
     )
     # A reference only: the message need not exist (yet), so no foreign key.
     message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
