@@ -98,7 +98,7 @@ async def _create_conversations(uow: AbstractUnitOfWork, counters: _Counters) ->
         return counters.grown
     owners = await uow.conversations.owners([c.id for c in lost])
     if any(owners.get(c.id) != c.user_id for c in lost):
-        raise BatchConflict("a conversation was created concurrently for another user")
+        raise BatchConflict("a conversation created concurrently belongs to another user or is gone")
     return sorted([*counters.grown, *(counters.if_existing[c.id] for c in lost)], key=lambda d: d.id)
 
 
