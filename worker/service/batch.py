@@ -160,8 +160,9 @@ def _count(
 ) -> _Counters:
     by_user: dict[uuid.UUID, int] = {}
     deltas: dict[uuid.UUID, ConversationDelta] = {}
-    created: dict[uuid.UUID, NewConversation] = {}
+    # A new conversation is its merged delta plus what its first claim says (owner, model, time).
     if_existing: dict[uuid.UUID, ConversationDelta] = {}
+    first_claims: dict[uuid.UUID, tuple[ConversationClaim, uuid.UUID]] = {}
     for i in applied:
         event, handler = plan.events[i], handlers[i]
         user_id, tokens = handler.user_id(event), handler.tokens(event)
@@ -172,14 +173,10 @@ def _count(
         if claim.id in owners:
             deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, tokens)
         else:
-            created[claim.id] = _merge_new(created.get(claim.id), claim, user_id, tokens)
+            first_claims.setdefault(claim.id, (claim, user_id))
             if_existing[claim.id] = _merge_delta(if_existing.get(claim.id), claim, tokens)
-    return _Counters(
-        dict(sorted(by_user.items())),
-        sorted(deltas.values(), key=lambda d: d.id),
-        sorted(created.values(), key=lambda c: c.id),
-        if_existing,
-    )
+    created = [_new_conversation(*first_claims[d.id], d) for d in sorted(if_existing.values(), key=lambda d: d.id)]
+    return _Counters(dict(sorted(by_user.items())), sorted(deltas.values(), key=lambda d: d.id), created, if_existing)
 
 
 def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, tokens: int) -> ConversationDelta:
@@ -190,19 +187,10 @@ def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, toke
     )
 
 
-def _merge_new(
-    new: NewConversation | None, claim: ConversationClaim, user_id: uuid.UUID, tokens: int
-) -> NewConversation:
-    if new is None:
-        return NewConversation(claim.id, user_id, claim.model, claim.title, tokens, claim.at, claim.at)
+def _new_conversation(first: ConversationClaim, user_id: uuid.UUID, delta: ConversationDelta) -> NewConversation:
+    """The row to insert: created when its first event says, touched by the latest message."""
     return NewConversation(
-        new.id,
-        new.user_id,
-        new.model,
-        new.title or claim.title,
-        new.tokens + tokens,
-        new.created_at,
-        _later(new.updated_at, claim.touch_at) or new.updated_at,
+        delta.id, user_id, first.model, delta.title, delta.tokens, first.at, _later(first.at, delta.touch_at)
     )
 
 
