@@ -22,6 +22,14 @@ def _fill(consumer: Consumer, count: int) -> list[Any]:
     return deliveries
 
 
+async def _lingering(consumer: Consumer) -> asyncio.Task:
+    """Start taking a batch and check that it is still waiting for company a moment later."""
+    taking = asyncio.create_task(consumer._next_batch())
+    await asyncio.sleep(0.1)
+    assert not taking.done()
+    return taking
+
+
 async def test_an_idle_worker_applies_an_under_filled_batch_at_once() -> None:
     consumer = _consumer(size=128, wait_s=30.0)
     deliveries = _fill(consumer, 3)
@@ -33,9 +41,7 @@ async def test_while_another_batch_is_applied_an_under_filled_batch_waits_for_co
     consumer = _consumer(size=5, wait_s=30.0)
     consumer._busy = 1
     first = _fill(consumer, 3)
-    taking = asyncio.create_task(consumer._next_batch())
-    await asyncio.sleep(0.1)
-    assert not taking.done()
+    taking = await _lingering(consumer)
     rest = _fill(consumer, 4)
     assert await asyncio.wait_for(taking, 5.0) == first + rest[:2]  # full: it goes as soon as it fills
     assert list(consumer._buffer) == rest[2:]
@@ -45,9 +51,7 @@ async def test_a_lingering_batch_goes_when_the_other_batch_is_done() -> None:
     consumer = _consumer(size=128, wait_s=30.0)
     consumer._busy = 1
     deliveries = _fill(consumer, 3)
-    taking = asyncio.create_task(consumer._next_batch())
-    await asyncio.sleep(0.1)
-    assert not taking.done()
+    taking = await _lingering(consumer)
     consumer._busy = 0
     consumer._changed.set()
     assert await asyncio.wait_for(taking, 5.0) == deliveries

@@ -66,7 +66,6 @@ class AutoAnalyze:
                         await self._conn.execute(f"ANALYZE {row['name']}")
                         self.analyzed += 1
             except Exception as exc:  # noqa: BLE001 - a missed round is harmless; the next one looks again
-
                 log.warning("bench_autoanalyze_failed", error=type(exc).__name__)
             await asyncio.sleep(self.interval_s)
 
