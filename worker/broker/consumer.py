@@ -9,8 +9,9 @@ it has at once, so light load costs no added latency and heavy load still fills 
 
 aio-pika owns the connection, the channel and the topology (and restores them after a
 reconnect); the subscription itself is made on the channel's aiormq layer, so a delivery
-costs one small object and aiormq's one task, not aio-pika's message copy and second task
-(see `worker.broker.delivery`). Because
+costs one small object (see `worker.broker.delivery`), filed from inside aiormq's channel
+reader without a task of its own (`worker.broker.inline`), not aio-pika's message copy
+and two tasks. Because
 aio-pika does not know about that subscription, the consumer renews it itself when the
 channel is reopened or the broker cancels it.
 """
@@ -30,6 +31,7 @@ from aiormq.abc import DeliveredMessage
 
 from worker.broker.acks import channel_of
 from worker.broker.delivery import Delivery
+from worker.broker.inline import enable_inline_deliveries, inline_consumer
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
@@ -121,7 +123,8 @@ class Consumer:
                 raw = await self.channel.get_underlay_channel()
                 if raw is not self._raw_channel:
                     raw.on_consumer_cancel_callbacks.add(self._on_cancelled_by_broker)
-                consume_ok = await raw.basic_consume(self.queue.name, self._on_delivery)
+                    enable_inline_deliveries(raw)
+                consume_ok = await raw.basic_consume(self.queue.name, inline_consumer(self._on_delivery))
                 self._raw_channel, self._consumer_tag = raw, consume_ok.consumer_tag
                 self.metrics.consumer_restarts.inc()
                 self._log.info("consumer_started", queue=self.queue.name)
@@ -187,7 +190,7 @@ class Consumer:
                 self._log.warning("consumer_resubscribe_failed", error=type(exc).__name__)
             pause_s = RESUBSCRIBE_PAUSE_S
 
-    async def _on_delivery(self, message: DeliveredMessage) -> None:
+    def _on_delivery(self, message: DeliveredMessage) -> None:
         delivery = Delivery(message)
         self.settler.received(delivery)
         self.metrics.in_flight.inc()

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from worker.broker import frames
 from worker.broker.consumer import Batching, Consumer
 from worker.broker.policy import require_queue_policy
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
@@ -44,6 +45,8 @@ def amqp_url(settings: Settings, connection_name: str) -> str:
 
 
 async def connect_broker(settings: Settings, connection_name: str) -> AbstractRobustConnection:
+    """A robust connection whose frames (this one's and its reconnects') are read in bulk."""
+    frames.install()
     return await aio_pika.connect_robust(amqp_url(settings, connection_name))
 
 
