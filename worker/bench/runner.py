@@ -69,11 +69,11 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
             with _log_dir(options) as log_dir:
                 async with BenchStore(database.dsn) as store:
                     result["machine"]["postgresql"] = await store.conn.fetchval("SHOW server_version")
-                    ctx = RunContext(worker_settings, options, store, connection, exchange, Path(log_dir), progress,
-                                     extra_env)
-                    raws: dict[tuple[str, int], RawRate] = {}
                     statistics = AutoAnalyze(database.dsn)
                     await statistics.start()
+                    ctx = RunContext(worker_settings, options, store, connection, exchange, Path(log_dir), progress,
+                                     extra_env, statistics)
+                    raws: dict[tuple[str, int], RawRate] = {}
                     try:
                         for workload_name in options.workloads:
                             for batch_size in options.batch_sizes:

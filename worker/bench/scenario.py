@@ -11,6 +11,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
+from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.broker import purge_worker_queues, queue_depths, ready_messages
 from worker.bench.cpu import CpuSampler, per_event_us
 from worker.bench.latency import Percentiles, latencies_ms, summarise
@@ -125,6 +126,7 @@ class RunContext:
     log_dir: Path
     progress: Progress
     worker_env: dict[str, str]
+    statistics: AutoAnalyze
 
 
 async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw_rate: float | None) -> RunResult:
@@ -135,6 +137,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate,
                        load_fraction=options.load_fraction)
     await ctx.store.reset()
+    ctx.statistics.forget()
     await purge_worker_queues(ctx.connection)
     workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes, options.seed)
     await ctx.store.create_users(workload.user_ids)
