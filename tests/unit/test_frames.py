@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import aiormq.connection
 import pamqp.frame
@@ -12,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands
 from pamqp.body import ContentBody
+from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
 from worker.broker import frames
-from worker.broker.frames import BufferedFrameReceiver
+from worker.broker.frames import BufferedFrameReceiver, decode_frame
 
 BODY = b'{"specversion":"1.0","id":"e-1"}' * 40
 
@@ -49,9 +51,17 @@ async def _read_all(receiver: BufferedFrameReceiver) -> list[tuple[int, int, obj
     return [frame async for frame in receiver]
 
 
+def _fields(value: object) -> object:
+    """A pamqp object as plain data (slots and attributes, nested), so two decodings compare."""
+    if not hasattr(value, "__slots__") and not hasattr(value, "__dict__"):
+        return value
+    names = [n for cls in type(value).__mro__ for n in getattr(cls, "__slots__", [])] + list(getattr(value, "__dict__", {}))
+    return (type(value), {n: _fields(getattr(value, n, "<unset>")) for n in names})
+
+
 def _same(got: list[tuple[int, int, object]], expected: list[tuple[int, int, object]]) -> None:
-    assert [(n, channel, type(frame), vars(frame)) for n, channel, frame in got] == [
-        (n, channel, type(frame), vars(frame)) for n, channel, frame in expected
+    assert [(n, channel, _fields(frame)) for n, channel, frame in got] == [
+        (n, channel, _fields(frame)) for n, channel, frame in expected
     ]
 
 
@@ -107,3 +117,80 @@ def test_install_makes_new_aiormq_connections_use_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(aiormq.connection, "FrameReceiver", aiormq.connection.FrameReceiver)
     frames.install()
     assert aiormq.connection.FrameReceiver is BufferedFrameReceiver
+
+
+_short = st.text(max_size=40)
+_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "content_type": _short,
+        "content_encoding": _short,
+        "headers": st.dictionaries(
+            st.text(min_size=1, max_size=10),
+            st.one_of(st.integers(-(2**31), 2**31 - 1), st.text(max_size=20), st.booleans(), st.none()),
+            max_size=4,
+        ),
+        "delivery_mode": st.sampled_from([1, 2]),
+        "priority": st.integers(0, 9),
+        "correlation_id": _short,
+        "reply_to": _short,
+        "expiration": st.integers(0, 10**6).map(str),
+        "message_id": _short,
+        "timestamp": st.datetimes(
+            min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        ).map(lambda t: t.replace(microsecond=0)),
+        "message_type": _short,
+        "user_id": _short,
+        "app_id": _short,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(properties=_properties, body_size=st.integers(0, 2**40), weight=st.integers(0, 2**16 - 1))
+def test_a_content_header_decodes_as_pamqp_decodes_it(properties: dict, body_size: int, weight: int) -> None:
+    wire = pamqp.frame.marshal(ContentHeader(weight, body_size, commands.Basic.Properties(**properties)), 5)
+    _same([decode_frame(wire)], [pamqp.frame.unmarshal(wire)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    consumer_tag=_short,
+    delivery_tag=st.integers(0, 2**63 - 1),
+    redelivered=st.booleans(),
+    exchange=st.from_regex(r"[a-zA-Z0-9_.:-]{0,40}", fullmatch=True),
+    routing_key=_short,
+    channel=st.integers(1, 2**16 - 1),
+)
+def test_a_deliver_frame_decodes_as_pamqp_decodes_it(
+    consumer_tag: str, delivery_tag: int, redelivered: bool, exchange: str, routing_key: str, channel: int
+) -> None:
+    wire = pamqp.frame.marshal(
+        commands.Basic.Deliver(consumer_tag, delivery_tag, redelivered, exchange, routing_key), channel
+    )
+    _same([decode_frame(wire)], [pamqp.frame.unmarshal(wire)])
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        commands.Basic.Ack(3),
+        commands.Basic.ConsumeOk("ctag"),
+        commands.Channel.Close(404, "NOT_FOUND", 50, 10),
+        ContentBody(b"abc"),
+        Heartbeat(),
+    ],
+    ids=lambda f: type(f).__name__,
+)
+def test_other_frames_decode_as_pamqp_decodes_them(frame: object) -> None:
+    wire = pamqp.frame.marshal(frame, 0 if isinstance(frame, Heartbeat) else 2)
+    _same([decode_frame(wire)], [pamqp.frame.unmarshal(wire)])
+
+
+def test_a_truncated_deliver_frame_fails_as_pamqp_fails() -> None:
+    wire = bytearray(pamqp.frame.marshal(commands.Basic.Deliver("ctag", 1, False, "x", "rk"), 1))
+    wire[11] = 200  # the consumer tag claims more bytes than the frame holds
+    with pytest.raises(PAMQPException):
+        pamqp.frame.unmarshal(bytes(wire))
+    with pytest.raises(PAMQPException):
+        decode_frame(bytes(wire))
