@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.events import body, example, message_created, usage_recorded
+from worker.contract import decoding
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import MessageCreatedData, UsageRecordedData
 from worker.contract.reasons import Reason
@@ -218,3 +221,48 @@ def test_usage_requires_a_model() -> None:
     event = usage_recorded(uuid.uuid4())
     del event["data"]["model"]
     assert rejection(orjson.dumps(event)).reason is Reason.INVALID_EVENT
+
+
+_field_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2**40),
+    st.text(max_size=12),
+    st.sampled_from(["user", "assistant", "2026-11-28T07:00:00Z", "2026-11-28T07:00:00", str(uuid.uuid4())]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_envelope_fields = ["specversion", "id", "source", "type", "time", "datacontenttype", "data"]
+_data_fields = ["message_id", "conversation_id", "user_id", "role", "content", "model", "prompt_tokens",
+                "completion_tokens", "metadata", "created_at", "conversation_title", "api_key_id", "request_id"]
+
+
+def _outcome(raw: bytes) -> object:
+    try:
+        return decode(raw)
+    except EventRejected as rejected:
+        return (rejected.reason, rejected.detail)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    base=st.sampled_from(["message.created", "usage.recorded"]),
+    envelope_changes=st.dictionaries(st.sampled_from(_envelope_fields), _field_values, max_size=2),
+    data_changes=st.dictionaries(st.sampled_from(_data_fields), _field_values, max_size=3),
+    dropped=st.lists(st.sampled_from(_data_fields), max_size=2),
+)
+def test_the_one_step_validation_decides_as_the_step_by_step_one(
+    base: str, envelope_changes: dict, data_changes: dict, dropped: list
+) -> None:
+    """Envelope and data validated in one call (the fast path) give the same event or the same refusal."""
+    event = message_created(uuid.uuid4(), content="hello") if base == "message.created" else usage_recorded(uuid.uuid4())
+    event["data"].update(data_changes)
+    for name in dropped:
+        event["data"].pop(name, None)
+    event.update(envelope_changes)
+    raw = body(event)
+    fast = _outcome(raw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decoding, "WHOLE_MODELS", {})
+        step_by_step = _outcome(raw)
+    assert fast == step_by_step

@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from worker.contract.events import Envelope, Event, MessageCreatedData, UsageRecordedData
+from worker.contract.events import (
+    Envelope,
+    Event,
+    MessageCreatedData,
+    MessageCreatedEnvelope,
+    UsageRecordedData,
+    UsageRecordedEnvelope,
+)
 from worker.contract.names import ACCEPTED_CONTENT_TYPES, MESSAGE_CREATED, USAGE_RECORDED
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected
@@ -23,6 +30,11 @@ from worker.errors import EventRejected
 DATA_MODELS: dict[str, type[BaseModel]] = {
     MESSAGE_CREATED: MessageCreatedData,
     USAGE_RECORDED: UsageRecordedData,
+}
+# Envelope and data in one model, for the common case: a known type, clean strings.
+WHOLE_MODELS: dict[str, type[Envelope]] = {
+    MESSAGE_CREATED: MessageCreatedEnvelope,
+    USAGE_RECORDED: UsageRecordedEnvelope,
 }
 MAX_METADATA_DEPTH = 64
 MAX_DETAIL_CHARS = 300
@@ -39,6 +51,16 @@ class Limits:
 def decode_event(body: bytes, content_type: str | None, received_at: datetime, limits: Limits) -> Event:
     """Validate one delivery's body and return the event it carries."""
     document, clean = _parse_body(body, content_type, limits)
+    event_type = document.get("type")
+    whole = WHOLE_MODELS.get(event_type) if clean and isinstance(event_type, str) else None
+    if whole is not None:
+        try:
+            envelope = whole.model_validate(document)
+        except ValidationError:
+            pass  # The step-by-step path below says what is wrong, in the contract's order.
+        else:
+            _check_depth(envelope.data.metadata if isinstance(envelope.data, MessageCreatedData) else None)
+            return _event(envelope, envelope.data, received_at, limits)
     envelope = _validate(Envelope, document, prefix="")
     if not clean:
         _check_strings(
@@ -52,6 +74,10 @@ def decode_event(body: bytes, content_type: str | None, received_at: datetime, l
     else:
         _check_data_strings(envelope.data)
     data = _validate(data_model, envelope.data, prefix="data.")
+    return _event(envelope, data, received_at, limits)
+
+
+def _event(envelope: Envelope, data: Any, received_at: datetime, limits: Limits) -> Event:
     if isinstance(data, MessageCreatedData):
         if len(data.content.encode("utf-8")) > limits.max_content_bytes:
             raise EventRejected(Reason.INVALID_EVENT, f"data.content is over {limits.max_content_bytes} bytes")

@@ -8,6 +8,7 @@ and unknown extra fields are ignored (tolerant reader).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -100,10 +101,25 @@ class UsageRecordedData(_Strict):
 EventData = MessageCreatedData | UsageRecordedData
 
 
-class Event(BaseModel):
-    """A decoded, validated event: what a handler receives."""
+class MessageCreatedEnvelope(Envelope):
+    """The envelope of a `message.created` event with its data: both validated in one call."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    data: MessageCreatedData  # type: ignore[assignment]
+
+
+class UsageRecordedEnvelope(Envelope):
+    """The envelope of a `usage.recorded` event with its data: both validated in one call."""
+
+    data: UsageRecordedData  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decoded, validated event: what a handler receives.
+
+    A plain dataclass: its fields come from validated models, so building it checks nothing
+    again (a pydantic model here cost 1.6 µs an event for a second validation).
+    """
 
     id: str
     source: str

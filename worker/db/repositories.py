@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
 from worker.db.sql import Sql
-from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
+from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow, by_id, by_uuid
 
 ModelT = TypeVar("ModelT", bound=Base)
 # Namespace of the idempotency-key advisory locks (the first half of the two-int key).
@@ -70,7 +70,7 @@ class UserRepository(Repository[User]):
 
     async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
         """Lock the users' rows in sorted order, then grow their `tokens_used`; return the users locked."""
-        grow = dict(sorted((user, n) for user, n in tokens_by_user.items() if n))
+        grow = dict(sorted(((user, n) for user, n in tokens_by_user.items() if n), key=by_uuid))
         if not grow:
             return set()
         locked = {row[0] for row in await self.sql.fetch(_LOCK_USERS, list(grow))}
@@ -118,7 +118,7 @@ class ConversationRepository(Repository[Conversation]):
         return the conversations locked."""
         if not deltas:
             return set()
-        deltas = sorted(deltas, key=lambda d: d.id)
+        deltas = sorted(deltas, key=by_id)
         locked = {row[0] for row in await self.sql.fetch(_LOCK_CONVERSATIONS, [d.id for d in deltas])}
         await self.sql.fetch(
             _GROW_CONVERSATIONS,
@@ -237,8 +237,9 @@ class ApiKeyRepository(Repository[ApiKey]):
             )
 
 
-# unnest() yields the array in order, so the locks are taken in the (sorted) order given.
-_LOCK_KEYS = "SELECT pg_advisory_xact_lock($1::int, h) FROM unnest($2::int[]) AS h"
+# unnest() yields the array in order, so the locks are taken in the (sorted) order given; the
+# aggregate makes it one result row, not one (void) row per key for the client to decode.
+_LOCK_KEYS = "SELECT count(pg_advisory_xact_lock($1::int, h)) FROM unnest($2::int[]) AS h"
 # `processed_on <= current_date + 1` leaves out the partitions made ahead of time (empty) but
 # keeps tomorrow's: a transaction begun before midnight must see a twin committed after it.
 _RECORD_NEW = """

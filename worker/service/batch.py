@@ -22,7 +22,7 @@ from worker.errors import EventRejected, RetryLater, UnknownUser
 from worker.service.handlers import HANDLERS, BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork
-from worker.service.rows import ConversationClaim, ConversationDelta, EventKey, NewConversation
+from worker.service.rows import ConversationClaim, ConversationDelta, EventKey, NewConversation, by_id, by_uuid
 
 Result = Outcome | EventRejected | RetryLater
 
@@ -99,7 +99,7 @@ async def _create_conversations(uow: AbstractUnitOfWork, counters: _Counters) ->
     owners = await uow.conversations.owners([c.id for c in lost])
     if any(owners.get(c.id) != c.user_id for c in lost):
         raise BatchConflict("a conversation created concurrently belongs to another user or is gone")
-    return sorted([*counters.grown, *(counters.if_existing[c.id] for c in lost)], key=lambda d: d.id)
+    return sorted([*counters.grown, *(counters.if_existing[c.id] for c in lost)], key=by_id)
 
 
 def _mark_duplicates_within_batch(plan: _Plan, handlers: list[Handler]) -> None:
@@ -175,8 +175,8 @@ def _count(
         else:
             first_claims.setdefault(claim.id, (claim, user_id))
             if_existing[claim.id] = _merge_delta(if_existing.get(claim.id), claim, tokens)
-    created = [_new_conversation(*first_claims[d.id], d) for d in sorted(if_existing.values(), key=lambda d: d.id)]
-    return _Counters(dict(sorted(by_user.items())), sorted(deltas.values(), key=lambda d: d.id), created, if_existing)
+    created = [_new_conversation(*first_claims[d.id], d) for d in sorted(if_existing.values(), key=by_id)]
+    return _Counters(dict(sorted(by_user.items(), key=by_uuid)), sorted(deltas.values(), key=by_id), created, if_existing)
 
 
 def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, tokens: int) -> ConversationDelta:
