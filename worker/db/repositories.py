@@ -49,11 +49,18 @@ class Repository(Generic[ModelT]):
 
 
 _EXISTING_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
-_LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+# Lock and grow in one statement (one round trip while other batches wait for these rows).
+# The MATERIALIZED CTE is scanned once, and it locks each row as its sort hands it on, so the
+# rows are locked in id order whatever join the planner picks for the UPDATE; every row the
+# UPDATE touches comes through it, so none is locked out of that order.
 _ADD_USER_TOKENS = """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+    )
     UPDATE users u SET tokens_used = u.tokens_used + d.tokens
-    FROM unnest($1::uuid[], $2::bigint[]) AS d(id, tokens)
-    WHERE u.id = d.id
+    FROM locked l JOIN unnest($1::uuid[], $2::bigint[]) AS d(id, tokens) ON d.id = l.id
+    WHERE u.id = l.id
+    RETURNING u.id
 """
 
 
@@ -73,23 +80,27 @@ class UserRepository(Repository[User]):
         grow = dict(sorted(((user, n) for user, n in tokens_by_user.items() if n), key=by_uuid))
         if not grow:
             return set()
-        locked = {row[0] for row in await self.sql.fetch(_LOCK_USERS, list(grow))}
-        await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))
-        return locked
+        return {row[0] for row in await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))}
 
     async def get_by_email(self, email: str) -> User | None:
         return (await self.sql.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
 _OWNERS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[])"
-_LOCK_CONVERSATIONS = "SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+# Lock and grow in one statement, as `_ADD_USER_TOKENS` does.
 _GROW_CONVERSATIONS = """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+    )
     UPDATE conversations c SET
         total_tokens = c.total_tokens + d.tokens,
         title = COALESCE(c.title, d.title),
         updated_at = GREATEST(c.updated_at, d.touch_at)
-    FROM unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::timestamptz[]) AS d(id, tokens, title, touch_at)
-    WHERE c.id = d.id
+    FROM locked l
+    JOIN unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::timestamptz[]) AS d(id, tokens, title, touch_at)
+      ON d.id = l.id
+    WHERE c.id = l.id
+    RETURNING c.id
 """
 _CREATE_CONVERSATIONS = """
     INSERT INTO conversations (id, user_id, title, model, total_tokens, created_at, updated_at)
@@ -119,15 +130,14 @@ class ConversationRepository(Repository[Conversation]):
         if not deltas:
             return set()
         deltas = sorted(deltas, key=by_id)
-        locked = {row[0] for row in await self.sql.fetch(_LOCK_CONVERSATIONS, [d.id for d in deltas])}
-        await self.sql.fetch(
+        rows = await self.sql.fetch(
             _GROW_CONVERSATIONS,
             [d.id for d in deltas],
             [d.tokens for d in deltas],
             [d.title for d in deltas],
             [d.touch_at for d in deltas],
         )
-        return locked
+        return {row[0] for row in rows}
 
     async def create(self, conversations: Sequence[NewConversation]) -> set[uuid.UUID]:
         """Insert new conversations; return the ids inserted (another transaction may have won one)."""
