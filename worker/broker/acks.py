@@ -2,10 +2,10 @@
 
 Delivery tags on a channel count up from 1. A multiple-ack of tag T settles every
 outstanding tag ≤ T, so it is sent only for a prefix whose every tag was received here
-(aiormq hands deliveries over in separate tasks, which may run out of order) and is ready
-to be acknowledged: committed, or safely copied to a retry or dead-letter queue. A
-delivery that holds the prefix back for long does not hold the others: past a limit the
-waiting ones are acknowledged one by one.
+and is ready to be acknowledged: committed, or safely copied to a retry or dead-letter
+queue. (The worker's inline consumer receives in tag order; aiormq's own path, which it
+falls back to, may not.) A delivery that holds the prefix back for long does not hold
+the others: past a limit the waiting ones are acknowledged one by one.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ transaction.
 
 Locks, in one fixed order so concurrent workers can wait on each other but never deadlock:
 idempotency keys (advisory, sorted) first; the counter rows, conversations then users, each
-sorted (`FOR NO KEY UPDATE`), only at the end of the transaction, so the locks other
-batches wait for are held for a few statements and the commit, not the whole batch. The
-checks before (does the user exist, whose conversation is it) read without locking: a row
-locked at the end that is gone by then is reported missing, and the batch tries again.
+sorted (`FOR NO KEY UPDATE`, each table locked and grown in one statement), only at the
+end of the transaction, so the locks other batches wait for are held for two statements
+and the commit, not the whole batch. The checks before (does the user exist, whose
+conversation is it) read without locking: a row locked at the end that is gone by then is
+reported missing, and the batch tries again.
 """
 
 from __future__ import annotations
