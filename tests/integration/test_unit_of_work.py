@@ -194,3 +194,61 @@ async def test_a_usage_record_of_a_missing_user_still_fails_at_commit(db) -> Non
         with pytest.raises(DBAPIError) as raised:
             await writer.commit()
     assert sqlstate_of(raised.value) == "23503"
+
+
+@pytest.mark.parametrize(
+    ("statement", "table", "arguments"),
+    [
+        ("_ADD_USER_TOKENS", "users", lambda ids: (ids, [1] * len(ids))),
+        ("_GROW_CONVERSATIONS", "conversations", lambda ids: (ids, [1] * len(ids), [None] * len(ids),
+                                                              [datetime.now(UTC)] * len(ids))),
+    ],
+)
+async def test_counter_rows_are_locked_in_id_order_whatever_order_they_are_given(
+    db, statement: str, table: str, arguments
+) -> None:
+    """Lock and grow are one statement; its rows are still locked in id order, so it cannot deadlock."""
+    from worker.db import repositories
+
+    users = sorted([await create_user(db) for _ in range(2)], key=lambda u: u.int)
+    if table == "users":
+        low, high = users
+    else:
+        low, high = sorted([await _conversation(db, users[0]) for _ in range(2)], key=lambda c: c.int)
+    holder, grower, prober = await db.connect(), await db.connect(), await db.connect()
+    try:
+        await holder.execute(text(f"SELECT 1 FROM {table} WHERE id = :id FOR NO KEY UPDATE"), {"id": high})
+        driver = (await grower.get_raw_connection()).driver_connection
+        await grower.execute(text("SELECT 1"))  # opens the transaction
+        # Given high first: a statement that locked in the order given would wait on `high`
+        # before touching `low`.
+        growing = asyncio.ensure_future(driver.fetch(getattr(repositories, statement), *arguments([high, low])))
+
+        async def low_is_locked() -> bool:
+            try:
+                await prober.execute(text(f"SELECT 1 FROM {table} WHERE id = :id FOR NO KEY UPDATE NOWAIT"),
+                                     {"id": low})
+            except DBAPIError as error:
+                await prober.rollback()
+                return sqlstate_of(error) == "55P03"
+            await prober.rollback()
+            return False
+
+        await eventually(low_is_locked, timeout=10)
+        assert not growing.done()
+        await holder.rollback()
+        assert {row[0] for row in await growing} == {low, high}
+        await grower.rollback()
+    finally:
+        for conn in (holder, grower, prober):
+            await conn.close()
+
+
+async def _conversation(db, user_id: uuid.UUID) -> uuid.UUID:
+    conversation_id = uuid.uuid4()
+    async with db.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO conversations (id, user_id, model, total_tokens) VALUES (:id, :user, 'm', 0)"),
+            {"id": conversation_id, "user": user_id},
+        )
+    return conversation_id

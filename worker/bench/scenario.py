@@ -137,10 +137,10 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw
     result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate,
                        load_fraction=options.load_fraction)
     await ctx.store.reset()
-    ctx.statistics.forget()
     await purge_worker_queues(ctx.connection)
     workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes, options.seed)
     await ctx.store.create_users(workload.user_ids)
+    await ctx.statistics.after_reset()
     full_prefix, half_prefix = f"{workload_name}-b{batch_size}-full-", f"{workload_name}-b{batch_size}-half-"
     backlog = workload.events(options.events, full_prefix)
     # The load generator's own full collections would stall publishing and send bursts.
