@@ -17,6 +17,7 @@ from tests.support.events import body, message_created
 from tests.support.services import drop_database, unique_name
 from tests.support.waiting import eventually
 from worker.contract.decoding import Limits, decode_event
+from worker.db import repositories
 from worker.db.failures import sqlstate_of
 from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
@@ -199,17 +200,16 @@ async def test_a_usage_record_of_a_missing_user_still_fails_at_commit(db) -> Non
 @pytest.mark.parametrize(
     ("statement", "table", "arguments"),
     [
-        ("_ADD_USER_TOKENS", "users", lambda ids: (ids, [1] * len(ids))),
-        ("_GROW_CONVERSATIONS", "conversations", lambda ids: (ids, [1] * len(ids), [None] * len(ids),
-                                                              [datetime.now(UTC)] * len(ids))),
+        (repositories._ADD_USER_TOKENS, "users", lambda ids: (ids, [1] * len(ids))),
+        (repositories._GROW_CONVERSATIONS, "conversations", lambda ids: (ids, [1] * len(ids), [None] * len(ids),
+                                                                          [datetime.now(UTC)] * len(ids))),
     ],
+    ids=["users", "conversations"],
 )
 async def test_counter_rows_are_locked_in_id_order_whatever_order_they_are_given(
     db, statement: str, table: str, arguments
 ) -> None:
     """Lock and grow are one statement; its rows are still locked in id order, so it cannot deadlock."""
-    from worker.db import repositories
-
     users = sorted([await create_user(db) for _ in range(2)], key=lambda u: u.int)
     if table == "users":
         low, high = users
@@ -222,7 +222,7 @@ async def test_counter_rows_are_locked_in_id_order_whatever_order_they_are_given
         await grower.execute(text("SELECT 1"))  # opens the transaction
         # Given high first: a statement that locked in the order given would wait on `high`
         # before touching `low`.
-        growing = asyncio.ensure_future(driver.fetch(getattr(repositories, statement), *arguments([high, low])))
+        growing = asyncio.ensure_future(driver.fetch(statement, *arguments([high, low])))
 
         async def low_is_locked() -> bool:
             try:
