@@ -2,7 +2,7 @@
 
 The worker's own lines (one per event, so on the hot path) are rendered by structlog
 directly: in JSON, by one processor that does what the shared chain does (level, logger
-name, UTC timestamp, exception) and renders with orjson, 3.7 instead of 5.8 µs a line;
+name, UTC timestamp, exception) and renders with orjson, 4.1 instead of 5.8 µs a line;
 the rarer lines of aio-pika, SQLAlchemy and asyncpg arrive through
 the standard library and get the same processors and the same JSON shape.
 """

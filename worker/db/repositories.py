@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
 from worker.db.sql import Sql
-from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow, by_id, by_uuid
+from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
 
 ModelT = TypeVar("ModelT", bound=Base)
 # Namespace of the idempotency-key advisory locks (the first half of the two-int key).
@@ -77,8 +77,9 @@ class UserRepository(Repository[User]):
         return {row[0] for row in await self.sql.fetch(_EXISTING_USERS, list(set(user_ids)))}
 
     async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
-        """Lock the users' rows in sorted order, then grow their `tokens_used`; return the users locked."""
-        grow = dict(sorted(((user, n) for user, n in tokens_by_user.items() if n), key=by_uuid))
+        """Lock the users' rows in sorted order (the statement sorts), then grow their `tokens_used`;
+        return the users locked."""
+        grow = {user: n for user, n in tokens_by_user.items() if n}
         if not grow:
             return set()
         return {row[0] for row in await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))}
@@ -130,7 +131,6 @@ class ConversationRepository(Repository[Conversation]):
         return the conversations locked."""
         if not deltas:
             return set()
-        deltas = sorted(deltas, key=by_id)
         rows = await self.sql.fetch(
             _GROW_CONVERSATIONS,
             [d.id for d in deltas],
