@@ -73,18 +73,24 @@ async def run_bench(settings: Settings, options: BenchOptions, progress: Progres
                     await statistics.start()
                     ctx = RunContext(worker_settings, options, store, connection, exchange, Path(log_dir), progress,
                                      extra_env, statistics)
-                    raws: dict[tuple[str, int], RawRate] = {}
+                    raws: list[RawRate] = []
                     try:
                         for workload_name in options.workloads:
+                            before: RawRate | None = None
                             for batch_size in options.batch_sizes:
-                                raw = await _raw_rate(ctx, raws, workload_name, options.prefetch_for(batch_size))
-                                run = await run_scenario(ctx, workload_name, batch_size,
-                                                         raw.events_per_s if raw else None)
+                                prefetch = options.prefetch_for(batch_size)
+                                if before is None or before.prefetch != prefetch:
+                                    before = await _raw_rate(ctx, raws, workload_name, prefetch)
+                                run = await run_scenario(ctx, workload_name, batch_size)
+                                after = await _raw_rate(ctx, raws, workload_name, prefetch)
+                                run.raw_bracket = [r.events_per_s for r in (before, after) if r is not None]
+                                run.raw_events_per_s = _mean(run.raw_bracket)
                                 result["runs"].append(run.as_dict())
                                 progress.note(_summary_line(run))
+                                before = after
                     finally:
                         result["statistics"] = await statistics.stop()
-                    result["raw"] = [_raw_dict(r) for r in raws.values()]
+                    result["raw"] = [_raw_dict(r) for r in raws]
         finally:
             await connection.close()
     finally:
@@ -119,24 +125,31 @@ def _policy_env(problem: str | None, progress: Progress) -> dict[str, str]:
     return {"WORKER_REQUIRE_QUEUE_POLICY": "false"}
 
 
-async def _raw_rate(ctx: RunContext, cache: dict[tuple[str, int], RawRate], workload_name: str,
-                    prefetch: int) -> RawRate | None:
-    """The raw rate for this workload and prefetch, measured once."""
+async def _raw_rate(ctx: RunContext, measured: list[RawRate], workload_name: str, prefetch: int) -> RawRate | None:
+    """Measure the raw rate for this workload and prefetch now (the runs on either side of it are judged by it)."""
     options = ctx.options
     if not options.raw_baseline:
         return None
-    key = (workload_name, prefetch)
-    if key not in cache:
-        # Same seed as the runs: the same payloads (ids differ, sizes and shapes do not).
-        workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes,
-                            options.seed)
-        specs = workload.events(options.events, f"{workload_name}-raw-")
-        cache[key] = await measure_raw_rate(
-            ctx.connection, workload, specs, prefetch, options.publish_window, ctx.settings.publish_timeout_s,
-            lambda label, done, total: ctx.progress.update(f"{workload_name} {label}", done, total),
-        )
-        ctx.progress.note(f"{workload_name}: raw rate {cache[key].events_per_s:.0f} events/s (prefetch {prefetch})")
-    return cache[key]
+    # Same seed as the runs: the same payloads (ids differ, sizes and shapes do not).
+    workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes,
+                        options.seed)
+    specs = workload.events(options.events, f"{workload_name}-raw{len(measured)}-")
+    raw = await measure_raw_rate(
+        ctx.connection, workload, specs, prefetch, options.publish_window, ctx.settings.publish_timeout_s,
+        lambda label, done, total: ctx.progress.update(f"{workload_name} {label}", done, total),
+    )
+    measured.append(raw)
+    ctx.progress.note(f"{workload_name}: raw rate {raw.events_per_s:.0f} events/s (prefetch {prefetch})")
+    return raw
+
+
+def _mean(rates: list[float]) -> float | None:
+    """A run's raw rate: the mean of the measurements just before and just after it.
+
+    On a shared machine the rate drifts by a quarter within minutes; a raw rate taken once
+    per workload judged the last batch size by the machine of several minutes earlier.
+    """
+    return sum(rates) / len(rates) if rates else None
 
 
 def _raw_dict(raw: RawRate) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class RunResult:
     startup_s: float | None = None
     drain_s: float | None = None
     raw_events_per_s: float | None = None
+    """The mean of `raw_bracket`: the raw rates measured just before and just after this run."""
+    raw_bracket: list[float] = field(default_factory=list)
     full_load: Percentiles | None = None
     half_load: Percentiles | None = None
     half_load_logged: Percentiles | None = None
@@ -86,6 +88,7 @@ class RunResult:
             "events": self.events,
             "events_per_s": _round(self.events_per_s),
             "raw_events_per_s": _round(self.raw_events_per_s),
+            "raw_bracket": [_round(r) for r in self.raw_bracket],
             "ratio_to_raw": _round(self.ratio_to_raw, 3),
             "startup_s": _round(self.startup_s, 2),
             "drain_s": _round(self.drain_s, 2),
@@ -129,12 +132,12 @@ class RunContext:
     statistics: AutoAnalyze
 
 
-async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int, raw_rate: float | None) -> RunResult:
+async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> RunResult:
     """Backlog of `events`, drained by fresh workers; then half load; then verification."""
     options = ctx.options
     label = f"{workload_name} B={batch_size}"
     prefetch = options.prefetch_for(batch_size)
-    result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events, raw_events_per_s=raw_rate,
+    result = RunResult(workload_name, batch_size, options.workers, prefetch, options.events,
                        load_fraction=options.load_fraction)
     await ctx.store.reset()
     await purge_worker_queues(ctx.connection)
