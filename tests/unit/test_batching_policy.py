@@ -7,11 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from worker.broker.consumer import Batching, Consumer
+from worker.observability.metrics import Metrics
 
 
 def _consumer(size: int, wait_s: float) -> Consumer:
     channel = SimpleNamespace()  # no reopen callbacks: nothing is subscribed in these tests
-    return Consumer(channel, SimpleNamespace(name="q"), None, None, None, None,  # type: ignore[arg-type]
+    return Consumer(channel, SimpleNamespace(name="q"), None, None, None, Metrics(),  # type: ignore[arg-type]
                     Batching(size=size, wait_s=wait_s, concurrency=2))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +36,7 @@ from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
 from worker.errors import EventRejected, RetryLater
-from worker.observability.metrics import Metrics
+from worker.observability.metrics import Metrics, observe_many
 from worker.service.applier import Applied, EventApplier
 from worker.service.outcomes import Outcome
 
@@ -93,6 +93,8 @@ class Consumer:
         self._log = log.bind()
         self._events: dict[tuple[str, str], Any] = {}
         self._seconds: dict[str, Any] = {}
+        # Read at scrape time: no gauge arithmetic per delivery.
+        metrics.in_flight.set_function(lambda: self.in_flight)
         reopened = getattr(channel, "reopen_callbacks", None)
         if reopened is not None:
             reopened.add(self._on_channel_reopened)
@@ -193,7 +195,6 @@ class Consumer:
     def _on_delivery(self, message: DeliveredMessage) -> None:
         delivery = Delivery(message)
         self.settler.received(delivery)
-        self.metrics.in_flight.inc()
         if delivery.redelivered:
             self.metrics.redeliveries.inc()
             self._solo.append(delivery)
@@ -212,7 +213,6 @@ class Consumer:
                 await asyncio.gather(*(self.settler.requeue(d) for d in batch))
             finally:
                 self._busy -= len(batch)
-                self.metrics.in_flight.dec(len(batch))
                 self._changed.set()
 
     async def _next_batch(self) -> list[Delivery]:
@@ -271,16 +271,28 @@ class Consumer:
         if not committed:
             return
         acked = await self.settler.ack_many([d for d, _, _ in committed])
-        now = datetime.now(UTC)
+        now, settled = datetime.now(UTC), time.perf_counter()
         tokens: dict[str, int] = {}
+        latencies: list[float] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        durations: dict[str, list[float]] = {}
         for delivery, event, applied in committed:
             assert isinstance(applied.result, Outcome)
             outcome = applied.result.value if id(delivery) in acked else "ack_dropped"
             if applied.result is Outcome.APPLIED:
                 tokens[event.type] = tokens.get(event.type, 0) + event.data.total_tokens
                 if event.published_at is not None:
-                    self.metrics.publish_to_commit_seconds.observe(max(0.0, (now - event.published_at).total_seconds()))
-            self._record(delivery, event, outcome, prior_attempts(delivery) + applied.tries)
+                    latencies.append(max(0.0, (now - event.published_at).total_seconds()))
+            duration = settled - delivery.received
+            counts[(event.type, outcome)] += 1
+            durations.setdefault(event.type, []).append(duration)
+            self._log_settled(delivery, event, outcome, prior_attempts(delivery) + applied.tries, duration)
+        # The batch's metrics in one go: per event they cost more than the rest of its bookkeeping.
+        observe_many(self.metrics.publish_to_commit_seconds, latencies)
+        for (event_type, outcome), count in counts.items():
+            self._events_counter(event_type, outcome).inc(count)
+        for event_type, seconds in durations.items():
+            observe_many(self._seconds_histogram(event_type), seconds)
         for event_type, count in tokens.items():
             self.metrics.tokens.labels(event_type).inc(count)
 
@@ -303,18 +315,18 @@ class Consumer:
         self._record(delivery, event, outcome, attempts, reason=str(error.reason), detail=error.detail)
 
     def _record(self, delivery: Delivery, event: Event | None, outcome: str, attempts: int, **extra: object) -> None:
-        """The one log line and the metrics of one settled event. Never its content."""
+        """The log line and the metrics of one event settled on its own (refused, retried, requeued)."""
         event_type = event.type if event is not None else "undecodable"
         duration = time.perf_counter() - delivery.received
-        counter = self._events.get((event_type, outcome))
-        if counter is None:
-            counter = self._events[(event_type, outcome)] = self.metrics.events.labels(event_type, outcome)
-        counter.inc()
-        histogram = self._seconds.get(event_type)
-        if histogram is None:
-            histogram = self._seconds[event_type] = self.metrics.processing_seconds.labels(event_type)
-        histogram.observe(duration)
-        fields = {"event_id": event.id, "source": event.source, "type": event_type} if event is not None else {}
+        self._events_counter(event_type, outcome).inc()
+        self._seconds_histogram(event_type).observe(duration)
+        self._log_settled(delivery, event, outcome, attempts, duration, **extra)
+
+    def _log_settled(
+        self, delivery: Delivery, event: Event | None, outcome: str, attempts: int, duration: float, **extra: object
+    ) -> None:
+        """The one log line of one settled event. Never its content."""
+        fields = {"event_id": event.id, "source": event.source, "type": event.type} if event is not None else {}
         write = self._log.warning if outcome in ("dead_lettered", "requeued", "ack_dropped") else self._log.info
         write(
             "event",
@@ -325,3 +337,15 @@ class Consumer:
             **fields,
             **extra,
         )
+
+    def _events_counter(self, event_type: str, outcome: str) -> Any:
+        counter = self._events.get((event_type, outcome))
+        if counter is None:
+            counter = self._events[(event_type, outcome)] = self.metrics.events.labels(event_type, outcome)
+        return counter
+
+    def _seconds_histogram(self, event_type: str) -> Any:
+        histogram = self._seconds.get(event_type)
+        if histogram is None:
+            histogram = self._seconds[event_type] = self.metrics.processing_seconds.labels(event_type)
+        return histogram

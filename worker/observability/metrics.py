@@ -6,6 +6,10 @@ never a user, conversation or event id.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -67,3 +71,23 @@ class Metrics:
             "worker_outages_total", "Times processing paused because a dependency was down.", ["dependency"], registry=r
         )
         self.ready = Gauge("worker_ready", "1 when connected to broker and database and consuming.", registry=r)
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe(a)` for every amount, with one increment per bucket hit and one for the sum.
+
+    prometheus_client has no batch observe: per event, `observe` is two locked increments and
+    a Python loop over the buckets, 1.2 µs, twice an event on the hot path. This goes through
+    the histogram's own bucket values (attributes of prometheus_client's `Histogram`, hence its
+    pinned major version), so the exposition is the same as with one `observe` each.
+    """
+    if not amounts:
+        return
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    buckets = histogram._buckets
+    # observe() files an amount under the first bound it does not exceed: bisect_left's index.
+    for index, count in Tally(bisect_left(bounds, amount) for amount in amounts).items():
+        if index < len(buckets):
+            buckets[index].inc(count)
+    histogram._sum.inc(sum(amounts))
