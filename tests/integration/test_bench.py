@@ -71,6 +71,7 @@ async def test_a_small_bench_verifies_every_counter_and_writes_its_json(tmp_path
     assert result["statistics"]["by"] == ("server" if autovacuum == "on" else "bench")
     if autovacuum != "on":
         assert result["statistics"]["analyze_runs"] > 0
+        assert result["statistics"]["statistics_target"] == 10
 
     # Nothing is left behind: the private database is dropped (the vhost is checked by the bench's own DELETE).
     assert result["database"] not in await _leftover_databases("aiworker_bench_")
