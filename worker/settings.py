@@ -52,11 +52,11 @@ class Settings(BaseSettings):
     db_command_timeout_s: float = Field(default=30.0, gt=0)
     """Client-side deadline for one database command (asyncpg `command_timeout`)."""
 
-    prefetch: PositiveInt = 512
+    prefetch: PositiveInt = 1024
     """AMQP prefetch (basic.qos) of the consuming channel: deliveries in flight per process
     (keep it at least 2 × batch size × batch concurrency, so the next batches are already here)."""
 
-    batch_size: PositiveInt = 128
+    batch_size: PositiveInt = 256
     """Deliveries applied per database transaction (chosen from docs/BENCHMARKS.md); 1 is the strict
     one-event-per-transaction mode."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,13 +14,39 @@ import asyncpg
 
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"
+# Private servers listen at or above this port (and below the ephemeral range, see free_port).
+EXTRA_PORTS_FROM = 20000
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nobody uses right now, outside the kernel's ephemeral range.
+
+    A server the tests restart gets its port back only if no socket took it meanwhile. Ports
+    the kernel hands out for outgoing connections come from the ephemeral range, and while a
+    private server is down the workers keep connecting to it: one of those connections (or
+    any other on the machine) can get that very port as its local end, and the server's
+    restart then fails to bind. Below the range, only another listener could take it.
+    """
+    low, high = _ephemeral_range()
+    candidates = list(range(EXTRA_PORTS_FROM, low)) or list(range(high + 1, 65536))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port outside the ephemeral range")
+
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def as_user(user: str, argv: list[str]) -> list[str]:
