@@ -40,7 +40,6 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port outside the ephemeral range")
 
 
-
 def _ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
