@@ -1,10 +1,10 @@
 """structlog set-up: JSON for machines, console for people; stdlib loggers go through the same processors.
 
-The worker's own lines (one per event, so on the hot path) are rendered by structlog
-directly: in JSON, by one processor that does what the shared chain does (level, logger
-name, UTC timestamp, exception) and renders with orjson, about 4 instead of 5.8 µs a line;
-the rarer lines of aio-pika, SQLAlchemy and asyncpg arrive through
-the standard library and get the same processors and the same JSON shape.
+The worker's own lines (one per committed batch, one per event settled on its own) are
+rendered by structlog directly: in JSON, by one processor that does what the shared chain
+does (level, logger name, UTC timestamp, exception) and renders with orjson, about 4
+instead of 5.8 µs a line; the rarer lines of aio-pika, SQLAlchemy and asyncpg arrive
+through the standard library and get the same processors and the same JSON shape.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class WorkerFleet:
 
 def outcomes(workers: list[WorkerProcess]) -> Counter[str]:
     """How often each settlement outcome was logged across `workers`."""
-    return Counter(str(r["outcome"]) for w in workers for r in w.log_records() if r.get("outcome"))
+    return sum((w.outcome_counts() for w in workers), Counter())
 
 
 def logged(workers: list[WorkerProcess], event: str) -> int:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from worker.settings import Settings
@@ -71,7 +72,18 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace").splitlines()
 
     def applied_count(self) -> int:
-        return sum(1 for record in self.log_records() if record.get("outcome") == "applied")
+        return self.outcome_counts()["applied"]
+
+    def outcome_counts(self) -> Counter[str]:
+        """Settled events by outcome: each `batch_committed` line's counts plus the lines of events
+        settled on their own (an event's own line at DEBUG repeats what its batch line counts)."""
+        counts: Counter[str] = Counter()
+        for record in self.log_records():
+            if record.get("event") == "batch_committed":
+                counts.update(record["outcomes"])
+            elif record.get("outcome") and record.get("level") != "debug":
+                counts[str(record["outcome"])] += 1
+        return counts
 
     def log_records(self) -> list[dict]:
         """The JSON log lines, parsed (anything else, such as a traceback, is skipped)."""
