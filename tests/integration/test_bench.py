@@ -59,6 +59,8 @@ async def test_a_small_bench_verifies_every_counter_and_writes_its_json(tmp_path
         assert run["half_load_events"] > 0
         # Every half-load publish was confirmed, so each has a confirm latency.
         assert run["latency_ms"]["half_load_confirm"]["count"] == run["half_load_events"]
+        # The same load on the broker alone: every one of those events reached the bare consumer.
+        assert run["latency_ms"]["raw_half_load"]["count"] == run["half_load_events"]
         assert len(run["peak_rss_mb"]) == 1 and run["peak_rss_mb"][0] > 0
     assert {v["target"] for v in result["targets"]} >= {"end-to-end / raw", "p99 at half load (ms)", "peak RSS (MB)"}
     assert "counters" in completed.stdout.decode()

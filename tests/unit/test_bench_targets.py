@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.bench.report import render_table
+from worker.bench.report import render_markdown, render_table, render_targets
 from worker.bench.targets import evaluate
 
 
@@ -43,3 +43,13 @@ def test_the_table_shows_cpu_per_event_when_it_was_measured() -> None:
     run["cpu_us_per_event"] = {"drain": {"workers": 205.4, "postgresql": 166.6, "rabbitmq": 18.0, "bench": 1.0}}
     row = render_table({"runs": [run]}).splitlines()[2].split()
     assert row[-3:] == ["205", "167", "OK"]
+
+
+def test_the_half_load_verdict_and_the_table_name_the_broker_alone_at_the_same_load() -> None:
+    run = _run("uniform", 6400.0, 120.0)
+    run["latency_ms"]["raw_half_load"] = {"count": 100, "p50": 40.0, "p95": 90.0, "p99": 110.5, "max": 130.0}
+    [verdict] = [v for v in evaluate({"runs": [run]}) if v["target"] == "p99 at half load (ms)"]
+    assert verdict["met"] is False and verdict["note"] == "the broker alone at this load: 110.5"
+    assert "(the broker alone at this load: 110.5)" in render_targets([verdict])
+    header, _, row = (line.strip("|").split("|") for line in render_markdown({"runs": [run]}).splitlines())
+    assert row[[name.strip() for name in header].index("raw p99")].strip() == "110.5"

@@ -1,4 +1,5 @@
-"""The broker's raw rate: the same payloads drained from a pre-filled quorum queue by a bare consumer."""
+"""The broker on its own: the raw rate (the same payloads drained from a pre-filled quorum queue by a bare
+consumer) and the raw latency floor (the same consumer fed at the worker's half-load rate)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 from aio_pika.abc import AbstractConnection
 
+from worker.bench.latency import Percentiles, latencies_ms, summarise
 from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.workload import EventSpec, Workload
 from worker.broker.publisher import open_publisher_channel
@@ -64,9 +66,47 @@ async def measure_raw_rate(
     return RawRate(workload.name, prefetch, ack_interval(prefetch), len(specs), seconds)
 
 
+async def measure_raw_latency(
+    connection: AbstractConnection,
+    workload: Workload,
+    specs: Sequence[EventSpec],
+    prefix: str,
+    prefetch: int,
+    rate: float,
+    publish_window: int,
+    timeout_s: float,
+) -> Percentiles | None:
+    """Publish-to-delivery latency of the bare consumer while `specs` (ids `<prefix><n>`) are published at `rate`.
+
+    The same publisher, payloads, rate and kind of queue as the worker's half-load phase, with
+    nothing behind the consumer: what the broker and the load generator alone give on this
+    machine, the floor under the worker's publish-to-commit latency at that load.
+    """
+    name = f"bench.raw-latency.{uuid.uuid4().hex[:8]}"
+    publish_channel = await open_publisher_channel(connection)
+    queue = await publish_channel.declare_queue(name, durable=True, arguments=QUORUM)
+    delivered: dict[str, float] = {}
+    consuming = asyncio.create_task(_drain(connection, name, len(specs), prefetch, None, delivered))
+    try:
+        publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
+        published = await publish_all(publisher, workload, specs, None, routing_key=name, rate=rate)
+        await asyncio.wait_for(asyncio.shield(consuming), timeout_s * 10)
+    finally:
+        consuming.cancel()
+        await queue.delete(if_unused=False, if_empty=False)
+        await publish_channel.close()
+    return summarise(latencies_ms(prefix, published, delivered))
+
+
 async def _drain(
-    connection: AbstractConnection, name: str, count: int, prefetch: int, progress: Callable[[str, int, int], None]
+    connection: AbstractConnection,
+    name: str,
+    count: int,
+    prefetch: int,
+    progress: Callable[[str, int, int], None] | None,
+    delivered: dict[str, float] | None = None,
 ) -> float:
+    """Consume `count` messages (parse, multiple-ack); record each one's arrival by message id if asked."""
     channel = await connection.channel()
     try:
         await channel.set_qos(prefetch_count=prefetch)
@@ -77,15 +117,18 @@ async def _drain(
         async with queue.iterator() as deliveries:
             async for message in deliveries:
                 orjson.loads(message.body)
+                if delivered is not None:
+                    delivered[str(message.message_id)] = time.time()
                 received += 1
                 if received % every == 0 or received == count:
                     await message.ack(multiple=True)
-                if received % 1000 == 0 and received < count:
+                if progress is not None and received % 1000 == 0 and received < count:
                     progress("raw: drain", received, count)
                 if received == count:
                     break
         seconds = time.monotonic() - started
-        progress("raw: drain", received, count)
+        if progress is not None:
+            progress("raw: drain", received, count)
         return seconds
     finally:
         await channel.close()

@@ -9,7 +9,7 @@ from typing import Any
 COLUMNS = (
     ("workload", 8), ("B", 4), ("K", 2), ("events/s", 9), ("raw/s", 8), ("ratio", 6),
     ("full p50", 9), ("full p95", 9), ("full p99", 9), ("half p50", 9), ("half p95", 9), ("half p99", 9),
-    ("p99 hi", 7), ("conf p99", 8), ("RSS MB", 7), ("wkr µs", 7), ("pg µs", 6), ("counters", 8),
+    ("p99 hi", 7), ("conf p99", 8), ("raw p99", 8), ("RSS MB", 7), ("wkr µs", 7), ("pg µs", 6), ("counters", 8),
 )
 
 
@@ -31,6 +31,7 @@ def _row(run: dict[str, Any]) -> list[str]:
         *(_fmt(half.get(q), 1) for q in ("p50", "p95", "p99")),
         _fmt((run["latency_ms"].get("half_load_logged") or {}).get("p99"), 1),
         _fmt((run["latency_ms"].get("half_load_confirm") or {}).get("p99"), 1),
+        _fmt((run["latency_ms"].get("raw_half_load") or {}).get("p99"), 1),
         _fmt(run["peak_rss_mb_max"]),
         *(_fmt(((run.get("cpu_us_per_event") or {}).get("drain") or {}).get(group)) for group in ("workers", "postgresql")),
         "OK" if run["counters_ok"] else "WRONG",
@@ -42,7 +43,9 @@ def render_table(result: dict[str, Any]) -> str:
 
     `half pNN` use `processed_at` (transaction start: a lower bound of the commit); `p99 hi`
     uses the worker's `applied` log line (after commit and ack: an upper bound). `conf p99`: the
-    broker's publish-to-confirm p99 in the same phase, the floor under both. `wkr µs` and
+    broker's publish-to-confirm p99 in the same phase, the floor under both. `raw p99`: the bare
+    consumer's publish-to-delivery p99 at the same rate with no worker running, the floor the
+    broker and the load generator alone give on this machine. `wkr µs` and
     `pg µs`: CPU microseconds per event of the workers (all K) and of PostgreSQL while draining.
     """
     header = " ".join(name.rjust(width) for name, width in COLUMNS)
@@ -66,7 +69,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 def render_targets(verdicts: list[dict[str, Any]]) -> str:
     marks = {True: "met", False: "NOT met", None: "not measured"}
     return "\n".join(f"  {v['target']:<22} {v['run']:<14} {_fmt(v['value'], 2):>8} {v['bound']:<8} {marks[v['met']]}"
-                     for v in verdicts)
+                     + (f" ({v['note']})" if v.get("note") else "") for v in verdicts)
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
 from worker.bench.autoanalyze import AutoAnalyze
+from worker.bench.baseline import measure_raw_latency
 from worker.bench.broker import purge_worker_queues, queue_depths, ready_messages
 from worker.bench.cpu import CpuSampler, per_event_us
 from worker.bench.latency import Percentiles, latencies_ms, summarise
@@ -56,6 +57,8 @@ class RunResult:
     half_load: Percentiles | None = None
     half_load_logged: Percentiles | None = None
     half_load_confirm: Percentiles | None = None
+    raw_half_load: Percentiles | None = None
+    """The bare consumer's publish-to-delivery latency at the same rate, with no worker running."""
     half_load_rate: float | None = None
     load_fraction: float = 0.5
     half_load_events: int = 0
@@ -97,6 +100,7 @@ class RunResult:
                 "half_load": self.half_load.as_dict() if self.half_load else None,
                 "half_load_logged": self.half_load_logged.as_dict() if self.half_load_logged else None,
                 "half_load_confirm": self.half_load_confirm.as_dict() if self.half_load_confirm else None,
+                "raw_half_load": self.raw_half_load.as_dict() if self.raw_half_load else None,
             },
             "half_load_rate": _round(self.half_load_rate),
             "load_fraction": self.load_fraction,
@@ -214,6 +218,19 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
         await cpu.stop()
         result.worker_exit_codes = await asyncio.to_thread(workers.stop, ctx.settings.shutdown_timeout_s + 10)
         await channel.close()
+
+    if options.raw_baseline and result.half_load_rate and result.error is None:
+        # The same load on the broker alone, once the workers are gone: the floor under `half_load`.
+        raw_prefix = f"{workload_name}-b{batch_size}-rawhalf-"
+        # A workload of its own: these events never reach the workers, so they stay out of `expected`.
+        raw_workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes,
+                                options.seed)
+        raw_half = raw_workload.events(result.half_load_events, raw_prefix)
+        ctx.progress.update(f"{label}: raw half load", 0, len(raw_half))
+        result.raw_half_load = await measure_raw_latency(
+            ctx.connection, raw_workload, raw_half, raw_prefix, prefetch, result.half_load_rate, options.publish_window,
+            ctx.settings.publish_timeout_s)
+        ctx.progress.update(f"{label}: raw half load", len(raw_half), len(raw_half))
 
     result.mismatches = await mismatches(ctx.store, workload.expected, await queue_depths(ctx.connection))
     if any(code != 0 for code in result.worker_exit_codes):
