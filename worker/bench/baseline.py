@@ -86,16 +86,30 @@ async def measure_raw_latency(
     publish_channel = await open_publisher_channel(connection)
     queue = await publish_channel.declare_queue(name, durable=True, arguments=QUORUM)
     delivered: dict[str, float] = {}
-    consuming = asyncio.create_task(_drain(connection, name, len(specs), prefetch, None, delivered))
+    subscribed = asyncio.Event()
+    consuming = asyncio.create_task(_drain(connection, name, len(specs), prefetch, None, delivered, subscribed))
     try:
+        # Publishing before the consumer is subscribed would count its start-up in the first latencies.
+        await asyncio.wait_for(_first(subscribed, consuming), timeout_s)
         publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
         published = await publish_all(publisher, workload, specs, None, routing_key=name, rate=rate)
-        await asyncio.wait_for(asyncio.shield(consuming), timeout_s * 10)
+        await asyncio.wait_for(consuming, timeout_s * 10)
     finally:
         consuming.cancel()
         await queue.delete(if_unused=False, if_empty=False)
         await publish_channel.close()
     return summarise(latencies_ms(prefix, published, delivered))
+
+
+async def _first(subscribed: asyncio.Event, consuming: asyncio.Task[float]) -> None:
+    """Until the consumer is subscribed (or has failed, whose error this raises)."""
+    waiting = asyncio.ensure_future(subscribed.wait())
+    try:
+        await asyncio.wait([waiting, consuming], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if consuming.done():
+        consuming.result()
 
 
 async def _drain(
@@ -105,6 +119,7 @@ async def _drain(
     prefetch: int,
     progress: Callable[[str, int, int], None] | None,
     delivered: dict[str, float] | None = None,
+    subscribed: asyncio.Event | None = None,
 ) -> float:
     """Consume `count` messages (parse, multiple-ack); record each one's arrival by message id if asked."""
     channel = await connection.channel()
@@ -115,6 +130,8 @@ async def _drain(
         received = 0
         started = time.monotonic()
         async with queue.iterator() as deliveries:
+            if subscribed is not None:
+                subscribed.set()
             async for message in deliveries:
                 orjson.loads(message.body)
                 if delivered is not None:
