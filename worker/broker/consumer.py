@@ -92,6 +92,9 @@ class Consumer:
         # A concrete logger (not structlog's lazy proxy) and metric children looked up once:
         # both are paid for every event otherwise.
         self._log = log.bind()
+        is_enabled_for = getattr(self._log, "is_enabled_for", None)
+        self._log_each = bool(is_enabled_for and is_enabled_for(logging.DEBUG))
+        """Each committed event gets a DEBUG line of its own besides its batch's line."""
         self._events: dict[tuple[str, str], Any] = {}
         self._seconds: dict[str, Any] = {}
         # Read at scrape time: no gauge arithmetic per delivery.
@@ -278,7 +281,6 @@ class Consumer:
         counts: Counter[tuple[str, str]] = Counter()
         durations: dict[str, list[float]] = {}
         ids: dict[str, list[str]] = {}
-        each = self._log.is_enabled_for(logging.DEBUG)
         for delivery, event, applied in committed:
             assert isinstance(applied.result, Outcome)
             outcome = applied.result.value if id(delivery) in acked else "ack_dropped"
@@ -293,7 +295,7 @@ class Consumer:
                 self._log_settled(delivery, event, outcome, prior_attempts(delivery) + applied.tries, duration)
                 continue
             ids.setdefault(outcome, []).append(event.id)
-            if each:
+            if self._log_each:
                 self._log_settled(delivery, event, outcome, prior_attempts(delivery) + applied.tries, duration,
                                   write=self._log.debug)
         if ids:
