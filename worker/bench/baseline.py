@@ -4,21 +4,28 @@ consumer) and the raw latency floor (the same consumer fed at the worker's half-
 from __future__ import annotations
 
 import asyncio
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from aio_pika.abc import AbstractConnection
 
 from worker.bench.latency import Percentiles, latencies_ms, summarise
+from worker.bench.processes import settings_env
 from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.workload import EventSpec, Workload
 from worker.broker.publisher import open_publisher_channel
 from worker.broker.topology import QUORUM
+from worker.settings import Settings
 
 ACK_EVERY = 100
+SUBSCRIBED = b"subscribed\n"
+"""What the raw latency consumer prints once its consumer is registered."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ async def measure_raw_rate(
         publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
         await publish_all(publisher, workload, specs, None, routing_key=name,
                           progress=lambda n: progress("raw: publish", n, len(specs)))
-        seconds = await asyncio.wait_for(_drain(connection, name, len(specs), prefetch, progress), timeout_s * 10)
+        seconds = await asyncio.wait_for(drain(connection, name, len(specs), prefetch, progress), timeout_s * 10)
     finally:
         await queue.delete(if_unused=False, if_empty=False)
         await publish_channel.close()
@@ -68,6 +75,7 @@ async def measure_raw_rate(
 
 async def measure_raw_latency(
     connection: AbstractConnection,
+    settings: Settings,
     workload: Workload,
     specs: Sequence[EventSpec],
     prefix: str,
@@ -78,41 +86,39 @@ async def measure_raw_latency(
 ) -> Percentiles | None:
     """Publish-to-delivery latency of the bare consumer while `specs` (ids `<prefix><n>`) are published at `rate`.
 
-    The same publisher, payloads, rate and kind of queue as the worker's half-load phase, with
-    nothing behind the consumer: what the broker and the load generator alone give on this
-    machine, the floor under the worker's publish-to-commit latency at that load.
+    The same publisher, payloads, rate and kind of queue as the worker's half-load phase,
+    and the raw consumer in a process of its own, as the worker is, with nothing behind it:
+    what the broker and the load generator alone give on this machine, the floor under the
+    worker's publish-to-commit latency at that load.
     """
     name = f"bench.raw-latency.{uuid.uuid4().hex[:8]}"
     publish_channel = await open_publisher_channel(connection)
     queue = await publish_channel.declare_queue(name, durable=True, arguments=QUORUM)
-    delivered: dict[str, float] = {}
-    subscribed = asyncio.Event()
-    consuming = asyncio.create_task(_drain(connection, name, len(specs), prefetch, None, delivered, subscribed))
-    try:
-        # Publishing before the consumer is subscribed would count its start-up in the first latencies.
-        await asyncio.wait_for(_first(subscribed, consuming), timeout_s)
-        publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
-        published = await publish_all(publisher, workload, specs, None, routing_key=name, rate=rate)
-        await asyncio.wait_for(consuming, timeout_s * 10)
-    finally:
-        consuming.cancel()
-        await queue.delete(if_unused=False, if_empty=False)
-        await publish_channel.close()
+    with tempfile.TemporaryDirectory(prefix="bench-raw-latency-") as scratch:
+        output = Path(scratch) / "delivered.json"
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker.bench.raw_latency_consumer", name, str(len(specs)), str(prefetch),
+            str(output), env=settings_env(settings), stdout=asyncio.subprocess.PIPE)
+        try:
+            # Publishing before the consumer is subscribed would count its start-up in the first latencies.
+            line = await asyncio.wait_for(child.stdout.readline(), timeout_s)  # type: ignore[union-attr]
+            if line != SUBSCRIBED:
+                raise RuntimeError(f"the raw latency consumer did not subscribe (exit code {await child.wait()})")
+            publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
+            published = await publish_all(publisher, workload, specs, None, routing_key=name, rate=rate)
+            if await asyncio.wait_for(child.wait(), timeout_s * 10) != 0:
+                raise RuntimeError(f"the raw latency consumer failed (exit code {child.returncode})")
+            delivered = orjson.loads(output.read_bytes())
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+            await queue.delete(if_unused=False, if_empty=False)
+            await publish_channel.close()
     return summarise(latencies_ms(prefix, published, delivered))
 
 
-async def _first(subscribed: asyncio.Event, consuming: asyncio.Task[float]) -> None:
-    """Until the consumer is subscribed (or has failed, whose error this raises)."""
-    waiting = asyncio.ensure_future(subscribed.wait())
-    try:
-        await asyncio.wait([waiting, consuming], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-    if consuming.done():
-        consuming.result()
-
-
-async def _drain(
+async def drain(
     connection: AbstractConnection,
     name: str,
     count: int,
