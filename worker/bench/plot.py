@@ -14,7 +14,8 @@ class PlotUnavailable(Exception):
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Left: worker and raw broker events/s (log scale); right: p99 publish-to-commit. Failed runs are listed, not drawn."""
+    """Left: worker and raw broker events/s (log scale); right: p99 publish-to-commit, and the broker alone at
+    the same load where measured. Failed runs are listed, not drawn."""
     try:
         import matplotlib
 
@@ -36,6 +37,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         throughput.plot(sizes, [r["raw_events_per_s"] for r in mine], marker=".", linestyle=":", color=colour,
                         label=f"raw broker, {workload}")
         latency.plot(sizes, [_p99(r) for r in mine], marker="o", color=colour, label=f"{workload}, {_load_label(mine)}")
+        alone = [(r["batch_size"], r["latency_ms"]["raw_half_load"]["p99"]) for r in mine
+                 if (r["latency_ms"].get("raw_half_load") or {}).get("p99") is not None]
+        if alone:
+            latency.plot(*zip(*alone, strict=True), marker=".", linestyle=":", color=colour,
+                         label=f"broker alone, same load, {workload}")
     latency.axhline(HALF_LOAD_P99_TARGET_MS, color="grey", linestyle="--", linewidth=1, label="target at half load")
     sizes = sorted({r["batch_size"] for r in runs})
     for axis, title, unit in ((throughput, "Throughput (backlog drain)", "events/s (log)"),
