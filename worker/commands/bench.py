@@ -52,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="benchmark throughput, latency, memory and exact counters on a private database and vhost",
         description="Publishes a backlog, drains it with `worker run` processes, measures events/s against a raw "
-                    "consumer, publish-to-commit latency at full and half load and peak RSS, and verifies every "
-                    "counter. Exits 1 when a counter is wrong; never fails on speed.",
+                    "consumer, publish-to-commit latency at full and half load (and the broker alone at the same "
+                    "load) and peak RSS, and verifies every counter. Exits 1 when a counter is wrong; never fails "
+                    "on speed.",
     )
     parser.add_argument("--events", type=int, default=defaults.events, help="events per run (default %(default)s)")
     parser.add_argument("--users", type=int, default=defaults.users, help="users of the uniform workload")
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--load-fraction", type=_fraction, default=defaults.load_fraction,
                         help="publish the latency phase at this fraction of the measured rate (default %(default)s; "
                              "the latency target is judged at 0.5 only)")
-    parser.add_argument("--no-raw", dest="raw_baseline", action="store_false", help="skip the raw broker baseline")
+    parser.add_argument("--no-raw", dest="raw_baseline", action="store_false", help="skip the raw broker baseline: its rate and the broker-alone latency phase")
     parser.add_argument("--publish-window", type=int, default=defaults.publish_window,
                         help="publisher confirms outstanding at once")
     parser.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout_s,
