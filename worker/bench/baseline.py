@@ -103,7 +103,7 @@ async def measure_raw_latency(
             # Publishing before the consumer is subscribed would count its start-up in the first latencies.
             line = await asyncio.wait_for(child.stdout.readline(), timeout_s)  # type: ignore[union-attr]
             if line != SUBSCRIBED:
-                raise RuntimeError(f"the raw latency consumer did not subscribe (exit code {await child.wait()})")
+                raise RuntimeError(f"the raw latency consumer did not subscribe (it wrote {line[:80]!r})")
             publisher = PipelinedPublisher(publish_channel, publish_window, timeout_s)
             published = await publish_all(publisher, workload, specs, None, routing_key=name, rate=rate)
             if await asyncio.wait_for(child.wait(), timeout_s * 10) != 0:

@@ -228,8 +228,8 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
         raw_half = raw_workload.events(result.half_load_events, raw_prefix)
         ctx.progress.update(f"{label}: raw half load", 0, len(raw_half))
         result.raw_half_load = await measure_raw_latency(
-            ctx.connection, ctx.settings, raw_workload, raw_half, raw_prefix, prefetch, result.half_load_rate, options.publish_window,
-            ctx.settings.publish_timeout_s)
+            ctx.connection, ctx.settings, raw_workload, raw_half, raw_prefix, prefetch, result.half_load_rate,
+            options.publish_window, ctx.settings.publish_timeout_s)
         ctx.progress.update(f"{label}: raw half load", len(raw_half), len(raw_half))
 
     result.mismatches = await mismatches(ctx.store, workload.expected, await queue_depths(ctx.connection))
