@@ -6,6 +6,7 @@ import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Percentiles:
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+def p99_of(run: dict[str, Any], phase: str) -> float | None:
+    """The p99 of one latency phase of a result's run (`half_load`, `raw_half_load`, …); None if not measured."""
+    return ((run.get("latency_ms") or {}).get(phase) or {}).get("p99")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from worker.bench.latency import p99_of
+
 ORDER = ["uniform", "hot"]
 HALF_LOAD_P99_TARGET_MS = 50
 
@@ -37,8 +39,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         throughput.plot(sizes, [r["raw_events_per_s"] for r in mine], marker=".", linestyle=":", color=colour,
                         label=f"raw broker, {workload}")
         latency.plot(sizes, [_p99(r) for r in mine], marker="o", color=colour, label=f"{workload}, {_load_label(mine)}")
-        alone = [(r["batch_size"], r["latency_ms"]["raw_half_load"]["p99"]) for r in mine
-                 if (r["latency_ms"].get("raw_half_load") or {}).get("p99") is not None]
+        alone = [(r["batch_size"], p99) for r in mine if (p99 := p99_of(r, "raw_half_load")) is not None]
         if alone:
             latency.plot(*zip(*alone, strict=True), marker=".", linestyle=":", color=colour,
                          label=f"broker alone, same load, {workload}")

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from worker.bench.latency import p99_of
+
 COLUMNS = (
     ("workload", 8), ("B", 4), ("K", 2), ("events/s", 9), ("raw/s", 8), ("ratio", 6),
     ("full p50", 9), ("full p95", 9), ("full p99", 9), ("half p50", 9), ("half p95", 9), ("half p99", 9),
@@ -29,9 +31,7 @@ def _row(run: dict[str, Any]) -> list[str]:
         _fmt(run["raw_events_per_s"]), _fmt(run["ratio_to_raw"], 2),
         *(_fmt(full.get(q), 1) for q in ("p50", "p95", "p99")),
         *(_fmt(half.get(q), 1) for q in ("p50", "p95", "p99")),
-        _fmt((run["latency_ms"].get("half_load_logged") or {}).get("p99"), 1),
-        _fmt((run["latency_ms"].get("half_load_confirm") or {}).get("p99"), 1),
-        _fmt((run["latency_ms"].get("raw_half_load") or {}).get("p99"), 1),
+        *(_fmt(p99_of(run, phase), 1) for phase in ("half_load_logged", "half_load_confirm", "raw_half_load")),
         _fmt(run["peak_rss_mb_max"]),
         *(_fmt(((run.get("cpu_us_per_event") or {}).get("drain") or {}).get(group)) for group in ("workers", "postgresql")),
         "OK" if run["counters_ok"] else "WRONG",

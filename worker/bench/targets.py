@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.bench.latency import p99_of
+
 RAW_RATIO = 0.75
 HOT_RATIO = 0.9
 HALF_LOAD_P99_MS = 50.0
@@ -19,7 +21,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
         where = f"{run['workload']} B={run['batch_size']}"
         verdicts.append(_verdict("end-to-end / raw", where, run["ratio_to_raw"], ">=", RAW_RATIO))
         half = run["latency_ms"]["half_load"] if run.get("load_fraction", 0.5) == 0.5 else None
-        floor = (run["latency_ms"].get("raw_half_load") or {}).get("p99") if half else None
+        floor = p99_of(run, "raw_half_load") if half else None
         verdicts.append(_verdict("p99 at half load (ms)", where, half["p99"] if half else None, "<=", HALF_LOAD_P99_MS,
                                  note=None if floor is None else f"the broker alone at this load: {floor:.1f}"))
         verdicts.append(_verdict("peak RSS (MB)", where, run["peak_rss_mb_max"], "<=", PEAK_RSS_MB))
