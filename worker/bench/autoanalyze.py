@@ -44,10 +44,10 @@ ANALYZE_THRESHOLD = 50
 ANALYZE_SCALE_FACTOR = 1.0
 # 300 × target rows sampled per table: 3,000 (the server default, 100, samples 30,000).
 STATISTICS_TARGET = 10
-# Leaf tables only: autovacuum never analyzes a partitioned parent either.
 # Pages, besides the change counts: a backend reports its counts at most once a second
 # (PostgreSQL 15's PGSTAT_MIN_INTERVAL), a table's size on disk is current.
 ANALYZE_PAGE_THRESHOLD = 2
+# Leaf tables only: autovacuum never analyzes a partitioned parent either.
 _CHANGES = """
     SELECT s.relid::regclass::text AS name, s.n_mod_since_analyze AS changed, c.reltuples AS rows,
            pg_relation_size(c.oid) / current_setting('block_size')::int AS pages, c.relpages AS analyzed_pages
