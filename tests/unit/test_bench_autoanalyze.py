@@ -17,7 +17,6 @@ def test_a_large_table_is_due_only_past_its_share_of_changes() -> None:
     assert due(int(limit) + 1, rows)
 
 
-
 def test_a_table_is_due_once_its_pages_grew_past_their_share_whatever_the_change_counts_say() -> None:
     # The counts lag (a backend reports them at most once a second); the size on disk does not.
     analyzed = 40

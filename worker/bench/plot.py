@@ -72,8 +72,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def _p99(run: dict[str, Any]) -> float | None:
-    latency = run["latency_ms"]["half_load"] or run["latency_ms"]["full_load"]
-    return latency["p99"] if latency else None
+    return p99_of(run, "half_load" if run["latency_ms"]["half_load"] else "full_load")
 
 
 def _load_label(runs: list[dict[str, Any]]) -> str:
