@@ -17,6 +17,7 @@ class FakeDelivery:
     def __init__(self, channel: FakeChannel, delivery_tag: int) -> None:
         self._channel = channel
         self.delivery_tag = delivery_tag
+        self.settled = False
 
     @property
     def channel(self) -> FakeChannel:
@@ -92,3 +93,14 @@ async def test_a_closed_channel_drops_acknowledgements() -> None:
     channel.is_closed = True
     assert await window.ack([d[1]]) == set()
     assert channel.sent == []
+
+
+async def test_a_delivery_acknowledged_once_is_never_settled_again() -> None:
+    window, channel = AckWindow(), FakeChannel()
+    d = received(window, channel, [1, 2])
+    await window.ack([d[1]])
+    await window.ack([d[1]])
+    await window.settle_alone(d[1], requeue=True)
+    await window.settle_alone(d[2], requeue=True)
+    await window.settle_alone(d[2], requeue=True)
+    assert channel.sent == [("ack", 1, True), ("nack", 2, False)]

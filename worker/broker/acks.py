@@ -77,7 +77,11 @@ class AckWindow:
         for state, group in by_state.values():
             async with state.lock:
                 for message in group:
+                    if message.settled:
+                        log.warning("settled_twice_refused", delivery_tag=message.delivery_tag)
+                        continue
                     state.ready[message.delivery_tag] = message
+                    message.settled = True
                     accepted.add(id(message))
                 await self._release(state)
         return accepted
@@ -89,6 +93,11 @@ class AckWindow:
             log.warning("nack_dropped", delivery_tag=message.delivery_tag, reason="channel closed")
             return
         async with state.lock:
+            if message.settled:
+                # NOTE: a second settlement of one tag is a protocol error: the broker closes the channel.
+                log.warning("settled_twice_refused", delivery_tag=message.delivery_tag)
+                return
+            message.settled = True
             try:
                 await message.nack(requeue=requeue)
             except Exception as exc:  # noqa: BLE001

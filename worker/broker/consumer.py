@@ -212,9 +212,10 @@ class Consumer:
             self._busy += len(batch)
             try:
                 await self._process(batch)
-            except Exception:  # noqa: BLE001 - the worker keeps going; the deliveries go back
-                self._log.exception("batch_failed_unexpectedly", size=len(batch))
-                await asyncio.gather(*(self.settler.requeue(d) for d in batch))
+            except Exception:  # noqa: BLE001 - the worker keeps going; the unsettled deliveries go back
+                unsettled = [d for d in batch if not d.settled]
+                self._log.exception("batch_failed_unexpectedly", size=len(batch), unsettled=len(unsettled))
+                await asyncio.gather(*(self.settler.requeue(d) for d in unsettled))
             finally:
                 self._busy -= len(batch)
                 self._changed.set()

@@ -18,7 +18,7 @@ from aiormq.abc import DeliveredMessage
 class Delivery:
     """A received, not yet settled delivery and the moment it arrived."""
 
-    __slots__ = ("_message", "_properties", "received", "delivery_tag", "redelivered")
+    __slots__ = ("_message", "_properties", "received", "delivery_tag", "redelivered", "settled")
 
     def __init__(self, message: DeliveredMessage) -> None:
         self._message = message
@@ -26,6 +26,8 @@ class Delivery:
         self.received = time.perf_counter()
         self.delivery_tag: int = message.delivery.delivery_tag  # type: ignore[union-attr]
         self.redelivered: bool = bool(message.delivery.redelivered)  # type: ignore[union-attr]
+        self.settled = False
+        """Handed to the broker's settlement (ack, possibly with a later prefix, or nack): never again."""
 
     @property
     def channel(self) -> Any | None:
