@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.amqp import Gateway
+from sqlalchemy import text
+
+from tests.support.amqp import Gateway, declare_worker_topology, drain_queue
+from tests.support.config import make_settings
 from tests.support.db import create_user, tokens_used
 from tests.support.events import message_created
 from tests.support.waiting import eventually
+from worker.contract.names import HEADER_DETAIL, HEADER_REASON
+from worker.runtime.app import start_worker, stop_worker
 
 
 def _value(counter) -> float:
@@ -42,3 +47,42 @@ async def test_an_unexpected_failure_after_the_acknowledgement_settles_nothing_t
     assert consumer._raw_channel is channel_before and not channel_before.is_closed
     assert _value(worker.metrics.redeliveries) == 0
     assert await tokens_used(db, user_id) == 200
+
+
+async def test_an_outage_error_the_batch_causes_itself_isolates_the_event_instead_of_looping(
+    db, database_url, amqp_url
+) -> None:
+    # A client-side deadline shorter than the server's lock timeout: a held row lock makes the
+    # statement time out in the client, which is classified as an outage, while the probe passes.
+    settings = make_settings(
+        database_url, amqp_url, db_command_timeout_s=1.0, db_lock_timeout_ms=60_000, db_statement_timeout_ms=60_000,
+        retry_delays_s=[1], retry_in_place=1, batch_size=16, batch_wait_ms=200,
+    )
+    locked_user, other_user = await create_user(db), await create_user(db)
+    await declare_worker_topology(amqp_url, settings.retry_delays_s + settings.unknown_user_delays_s)
+    async with db.connect() as holder:
+        transaction = await holder.begin()
+        await holder.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": locked_user})
+        async with Gateway(amqp_url) as gateway:
+            await gateway.publish(message_created(locked_user, prompt_tokens=1, completion_tokens=1))
+            await gateway.publish_many(message_created(other_user, prompt_tokens=2, completion_tokens=3) for _ in range(9))
+        running = await start_worker(settings)
+        try:
+
+            async def neighbours_applied() -> bool:
+                return await tokens_used(db, other_user) == 45
+
+            await eventually(neighbours_applied, timeout=30)
+            dead = await eventually(lambda: _dead_letters(amqp_url), timeout=40)
+            outages = _value(running.metrics.outages.labels("database"))
+        finally:
+            await stop_worker(running, settings)
+            await transaction.rollback()
+    assert [m.headers[HEADER_REASON] for m in dead] == ["retries_exhausted"]
+    assert "answered its probe" in dead[0].headers[HEADER_DETAIL]
+    assert outages <= 2 * 2  # two waits per try of the event (its first delivery and its one retry)
+    assert await tokens_used(db, locked_user) == 0
+
+
+async def _dead_letters(amqp_url: str):
+    return await drain_queue(amqp_url) or None

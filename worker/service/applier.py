@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from worker.contract.events import Event
 from worker.db.failures import classify
-from worker.errors import Outage, RetryLater
+from worker.errors import Outage, RetryLater, TransientError
 from worker.runtime.gate import DependencyGate
 from worker.service.batch import Result, apply_batch
 from worker.service.handlers import BatchConflict
@@ -19,6 +19,9 @@ from worker.service.ports import AbstractUnitOfWork
 
 # A conflict means another worker committed first; the next try sees its rows.
 CONFLICT_RETRIES = 5
+# An outage error raised again by the same events after the database answered its probe this
+# many times is theirs (a statement too big, too slow or too hungry), not the database's.
+OUTAGES_BEFORE_BLAMING_THE_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,14 @@ class EventApplier:
         self.backoff_ms = backoff_ms
         self.on_batch = on_batch or (lambda size: None)
 
-    async def apply(self, events: Sequence[Event]) -> list[Applied]:
-        """One `Applied` per event, in order. Outages are waited out and not counted as tries."""
+    async def apply(
+        self, events: Sequence[Event], outages_allowed: int = OUTAGES_BEFORE_BLAMING_THE_BATCH
+    ) -> list[Applied]:
+        """One `Applied` per event, in order. Outages are waited out and not counted as tries,
+        unless the same events raise them again once the database answers: then they are transient."""
         tries = 0
         conflicts = 0
+        outages = 0
         while True:
             await self.gate.wait_open()
             tries += 1
@@ -70,20 +77,28 @@ class EventApplier:
                 self.on_batch(len(events))
                 return [Applied(result, tries) for result in results]
             if isinstance(intent, Outage):
-                tries -= 1
-                await self.gate.close(str(intent))
-                continue
+                outages += 1
+                if outages <= outages_allowed:
+                    tries -= 1
+                    await self.gate.close(str(intent))
+                    continue
+                # NOTE: the gate reopened, so the database answered its probe in between: the
+                # events themselves make it fail. Isolate them and let their retry schedule decide.
+                intent = TransientError(f"{intent}; again after the database answered its probe")
+                outages_allowed = 0
             if len(events) > 1:
-                return await self._isolate(events, tries)
+                return await self._isolate(events, tries, outages_allowed)
             assert isinstance(intent, RetryLater)
             if tries > self.retries_in_place:
                 return [Applied(intent, tries)]
             await asyncio.sleep(self._backoff(tries))
 
-    async def _isolate(self, events: Sequence[Event], tries: int) -> list[Applied]:
+    async def _isolate(self, events: Sequence[Event], tries: int, outages_allowed: int) -> list[Applied]:
         """Split a failing batch so that one bad event cannot hold back its neighbours."""
         middle = len(events) // 2
-        halves = await asyncio.gather(self.apply(events[:middle]), self.apply(events[middle:]))
+        halves = await asyncio.gather(
+            self.apply(events[:middle], outages_allowed), self.apply(events[middle:], outages_allowed)
+        )
         return [Applied(a.result, a.tries + tries) for half in halves for a in half]
 
     def _backoff(self, tries: int) -> float:
