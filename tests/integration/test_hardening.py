@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import aio_pika
+import orjson
 from sqlalchemy import text
 
-from tests.support.amqp import Gateway, declare_worker_topology, drain_queue
+from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
+from tests.support.bad_properties import BAD_UTF8_MARKER, TIMESTAMP_MARKER, undecodable_properties
 from tests.support.config import make_settings
 from tests.support.db import create_user, tokens_used
-from tests.support.events import message_created
+from tests.support.events import body, message_created
 from tests.support.waiting import eventually
-from worker.contract.names import HEADER_DETAIL, HEADER_REASON
+from worker.contract.names import DEAD_LETTER_QUEUE, HEADER_DETAIL, HEADER_REASON
 from worker.runtime.app import start_worker, stop_worker
 
 
@@ -84,5 +87,40 @@ async def test_an_outage_error_the_batch_causes_itself_isolates_the_event_instea
     assert await tokens_used(db, locked_user) == 0
 
 
-async def _dead_letters(amqp_url: str):
-    return await drain_queue(amqp_url) or None
+async def _dead_letters(amqp_url: str, expected: int = 1):
+    """Every dead letter once `expected` are there (None before, so `eventually` looks again)."""
+    return await drain_queue(amqp_url) if await queue_depth(amqp_url, DEAD_LETTER_QUEUE) >= expected else None
+
+
+async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_and_the_connection_kept(
+    db, worker, amqp_url
+) -> None:
+    user_id = await create_user(db)
+    channel_before = worker.consumer._raw_channel
+    good = [message_created(user_id, prompt_tokens=1, completion_tokens=1) for _ in range(20)]
+    bad_id, bad_time = message_created(user_id), message_created(user_id)
+    async with Gateway(amqp_url) as gateway:
+        await gateway.publish_many(good[:10])
+        with undecodable_properties():
+            await gateway.publish(bad_id, message_id=BAD_UTF8_MARKER)
+            await gateway.exchange.publish(
+                aio_pika.Message(body(bad_time), content_type="application/cloudevents+json",
+                                 timestamp=TIMESTAMP_MARKER, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                "message.created", mandatory=True,
+            )
+        await gateway.publish_many(good[10:])
+
+    async def good_applied() -> bool:
+        return await tokens_used(db, user_id) == 40
+
+    await eventually(good_applied, timeout=30)
+    dead = await eventually(lambda: _dead_letters(amqp_url, 2), timeout=30)
+    assert sorted(orjson.loads(m.body)["id"] for m in dead) == sorted([bad_id["id"], bad_time["id"]])
+    assert {m.headers[HEADER_REASON] for m in dead} == {"invalid_event"}
+    assert sorted(m.headers[HEADER_DETAIL] for m in dead) == [
+        "AMQP properties that cannot be decoded: message_id",
+        "AMQP properties that cannot be decoded: timestamp",
+    ]
+    assert worker.consumer._raw_channel is channel_before and not channel_before.is_closed
+    assert _value(worker.metrics.broker_reconnects) == 0
+    assert _value(worker.metrics.redeliveries) == 0

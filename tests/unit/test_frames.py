@@ -194,3 +194,21 @@ def test_a_truncated_deliver_frame_fails_as_pamqp_fails() -> None:
         pamqp.frame.unmarshal(bytes(wire))
     with pytest.raises(PAMQPException):
         decode_frame(bytes(wire))
+
+
+def test_properties_that_cannot_be_decoded_are_skipped_and_named_instead_of_failing_the_frame() -> None:
+    from tests.support.bad_properties import BAD_UTF8_MARKER, TIMESTAMP_MARKER, undecodable_properties
+
+    properties = commands.Basic.Properties(
+        content_type="application/json", message_id=BAD_UTF8_MARKER, timestamp=TIMESTAMP_MARKER, app_id="gateway"
+    )
+    with undecodable_properties():
+        wire = pamqp.frame.marshal(ContentHeader(0, 10, properties), 1)
+    with pytest.raises(Exception):  # noqa: B017 - pamqp's own decoder gives up on the whole frame
+        pamqp.frame.unmarshal(wire)
+    used, channel, header = decode_frame(wire)
+    assert (used, channel) == (len(wire), 1)
+    assert header.properties.unreadable == ("message_id", "timestamp")
+    assert header.properties.message_id is None and header.properties.timestamp is None
+    assert header.properties.content_type == "application/json"
+    assert header.properties.app_id == "gateway"

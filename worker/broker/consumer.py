@@ -36,6 +36,7 @@ from worker.broker.inline import enable_inline_deliveries, inline_consumer
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
+from worker.contract.reasons import Reason
 from worker.errors import EventRejected, RetryLater
 from worker.observability.metrics import Metrics, observe_many
 from worker.service.applier import Applied, EventApplier
@@ -258,6 +259,11 @@ class Consumer:
                 # Its channel died: the broker has already put it back for redelivery.
                 continue
             try:
+                if delivery.unreadable_properties:
+                    raise EventRejected(
+                        Reason.INVALID_EVENT,
+                        "AMQP properties that cannot be decoded: " + ", ".join(delivery.unreadable_properties),
+                    )
                 event = decode_event(delivery.body, delivery.content_type, received_at, self.limits)
             except EventRejected as rejected:
                 settling.append(self._dead_letter(delivery, None, rejected, prior_attempts(delivery) + 1))

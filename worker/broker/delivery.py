@@ -36,6 +36,11 @@ class Delivery:
         return None if channel.is_closed else channel
 
     @property
+    def unreadable_properties(self) -> tuple[str, ...]:
+        """Names of AMQP properties that could not be decoded (`worker.broker.frames`); empty as a rule."""
+        return getattr(self._properties, "unreadable", ())
+
+    @property
     def body(self) -> bytes:
         return self._message.body
 

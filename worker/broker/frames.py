@@ -13,6 +13,12 @@ pamqp's per-field dispatch and validation of what the broker sent: 1.5 instead o
 a delivery. The property layout is read from pamqp's own `Basic.Properties`; any frame
 of another kind, or one this fast path cannot read, goes to pamqp as before.
 
+A property the publisher wrote but nobody can decode (a `message_id` that is not UTF-8, a
+timestamp past the year 9999) would make pamqp raise and aiormq close the connection, and
+every reconnect would receive the same message again. Such a property is skipped by its
+length on the wire instead and named in `UnreadableProperties.unreadable`, so the worker
+can dead-letter that one delivery and keep the connection.
+
 aiormq builds its receiver from the module global `aiormq.connection.FrameReceiver` when
 a connection opens; `install()` points that name at this class for the process.
 """
@@ -56,6 +62,22 @@ def _octet(data: bytes, at: int) -> tuple[int, int]:
     return data[at], at + 1
 
 
+def _skip_short_str(data: bytes, at: int) -> int:
+    return at + 1 + data[at]
+
+
+def _skip_octet(data: bytes, at: int) -> int:
+    return at + 1
+
+
+def _skip_table(data: bytes, at: int) -> int:
+    return at + 4 + struct.unpack_from(">I", data, at)[0]
+
+
+def _skip_timestamp(data: bytes, at: int) -> int:
+    return at + 8
+
+
 def _with_pamqp(decode: Callable[[bytes], tuple[int, Any]]) -> Callable[[bytes, int], tuple[Any, int]]:
     def read(data: bytes, at: int) -> tuple[Any, int]:
         used, value = decode(data[at:])
@@ -70,12 +92,32 @@ _READERS: dict[str, Callable[[bytes, int], tuple[Any, int]]] = {
     "table": _with_pamqp(pamqp.decode.field_table),
     "timestamp": _with_pamqp(pamqp.decode.timestamp),
 }
-# (flag bit, attribute, reader, value when absent) in wire order, from pamqp's own Basic.Properties.
+_SKIPPERS: dict[str, Callable[[bytes, int], int]] = {
+    "shortstr": _skip_short_str,
+    "octet": _skip_octet,
+    "table": _skip_table,
+    "timestamp": _skip_timestamp,
+}
+# (flag bit, attribute, reader, skipper, value when absent) in wire order, from pamqp's own Basic.Properties.
 _ABSENT = _PROPERTIES()
 _PROPERTY_LAYOUT = [
-    (_PROPERTIES.flags[name], name, _READERS[getattr(_PROPERTIES, "_" + name)], getattr(_ABSENT, name))
+    (
+        _PROPERTIES.flags[name],
+        name,
+        _READERS[getattr(_PROPERTIES, "_" + name)],
+        _SKIPPERS[getattr(_PROPERTIES, "_" + name)],
+        getattr(_ABSENT, name),
+    )
     for name in _PROPERTIES.__slots__
 ]
+# What decoding a well-framed property may raise when its value cannot be represented.
+_UNDECODABLE = (UnicodeDecodeError, ValueError, OverflowError, OSError, PAMQPException)
+
+
+class UnreadableProperties(_PROPERTIES):
+    """`Basic.Properties` of a delivery some of whose properties could not be decoded (left unset)."""
+
+    __slots__ = ("unreadable",)
 
 
 def decode_frame(data: bytes) -> aiormq.connection.ReceivedFrame:
@@ -113,15 +155,25 @@ def _decode_delivery_frame(data: bytes) -> Any:
             # Another class, or a second flags word: pamqp knows those.
             return None
         properties = _new(_PROPERTIES)
+        unreadable: list[str] = []
         at = 21
-        for bit, name, read, absent in _PROPERTY_LAYOUT:
+        for bit, name, read, skip, absent in _PROPERTY_LAYOUT:
+            value = absent
             if flags & bit:
-                value, at = read(data, at)
-            else:
-                value = absent
+                try:
+                    value, at = read(data, at)
+                except _UNDECODABLE:
+                    unreadable.append(name)
+                    at = skip(data, at)
             setattr(properties, name, value)
         if at != len(data) - 1:
             return None
+        if unreadable:
+            readable = properties
+            properties = _new(UnreadableProperties)
+            for name in _PROPERTIES.__slots__:
+                setattr(properties, name, getattr(readable, name))
+            properties.unreadable = tuple(unreadable)
         header = _new(ContentHeader)
         header.class_id, header.weight, header.body_size, header.properties = class_id, weight, body_size, properties
         return header
