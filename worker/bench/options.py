@@ -17,6 +17,10 @@ class BenchOptions:
     users: int = 1000
     conversations_per_user: int = 5
     content_bytes: int = 512
+    content_spread: float = 0.5
+    """A content's length is uniform within ± this fraction of `content_bytes` (0: every one exactly)."""
+    message_share: float = 0.7
+    """Share of `message.created` events; the rest are `usage.recorded` (no content)."""
     workers: int = 1
     batch_sizes: tuple[int, ...] = (1, 16, 64, 256)
     workloads: tuple[str, ...] = WORKLOADS

@@ -21,7 +21,7 @@ from worker.bench.queue_policy import apply_and_wait
 from worker.bench.scenario import RunContext, RunResult, run_scenario
 from worker.bench.store import BenchStore
 from worker.bench.vhost import PrivateVhost
-from worker.bench.workload import Workload
+from worker.bench.workload import workload_for
 from worker.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -131,8 +131,7 @@ async def _raw_rate(ctx: RunContext, measured: list[RawRate], workload_name: str
     if not options.raw_baseline:
         return None
     # Same seed as the runs: the same payloads (ids differ, sizes and shapes do not).
-    workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes,
-                        options.seed)
+    workload = workload_for(workload_name, options)
     specs = workload.events(options.events, f"{workload_name}-raw{len(measured)}-")
     raw = await measure_raw_rate(
         ctx.connection, workload, specs, prefetch, options.publish_window, ctx.settings.publish_timeout_s,

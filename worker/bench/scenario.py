@@ -24,7 +24,7 @@ from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.store import BenchStore
 from worker.bench.verify import mismatches
 from worker.bench.worker_log import applied_times
-from worker.bench.workload import Workload
+from worker.bench.workload import workload_for
 from worker.broker.publisher import open_publisher_channel
 from worker.runtime.heap import freeze_heap
 from worker.settings import Settings
@@ -145,7 +145,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
                        load_fraction=options.load_fraction)
     await ctx.store.reset()
     await purge_worker_queues(ctx.connection)
-    workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes, options.seed)
+    workload = workload_for(workload_name, options)
     await ctx.store.create_users(workload.user_ids)
     await ctx.statistics.after_reset()
     full_prefix, half_prefix = f"{workload_name}-b{batch_size}-full-", f"{workload_name}-b{batch_size}-half-"
@@ -223,8 +223,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
         # The same load on the broker alone, once the workers are gone: the floor under `half_load`.
         raw_prefix = f"{workload_name}-b{batch_size}-rawhalf-"
         # A workload of its own: these events never reach the workers, so they stay out of `expected`.
-        raw_workload = Workload(workload_name, options.users, options.conversations_per_user, options.content_bytes,
-                                options.seed)
+        raw_workload = workload_for(workload_name, options)
         raw_half = raw_workload.events(result.half_load_events, raw_prefix)
         ctx.progress.update(f"{label}: raw half load", 0, len(raw_half))
         result.raw_half_load = await measure_raw_latency(

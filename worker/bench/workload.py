@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import orjson
 
+from worker.bench.options import BenchOptions
 from worker.contract.names import MESSAGE_CREATED, USAGE_RECORDED
 
 SOURCE = "llm-gateway/bench"
@@ -66,7 +67,16 @@ class Workload:
     the only difference between the two is contention on one user row.
     """
 
-    def __init__(self, name: str, users: int, conversations_per_user: int, content_bytes: int, seed: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        users: int,
+        conversations_per_user: int,
+        content_bytes: int,
+        seed: int,
+        content_spread: float = 0.5,
+        message_share: float = MESSAGE_SHARE,
+    ) -> None:
         self.name = name
         self.rng = random.Random(f"{name}-{seed}")
         user_count = 1 if name == "hot" else users
@@ -74,6 +84,8 @@ class Workload:
         self.user_ids = [str(self._uuid()) for _ in range(user_count)]
         self.conversations = [(self.user_ids[i % user_count], str(self._uuid())) for i in range(conversation_count)]
         self.content_bytes = max(1, content_bytes)
+        self.content_spread = content_spread
+        self.message_share = message_share
         # One long text to slice contents from: realistic sizes without a string per event.
         self.text = "".join(self.rng.choices(string.ascii_letters + string.digits + "     .,", k=4 * self.content_bytes + 4096))
         self.expected = Expected()
@@ -94,9 +106,10 @@ class Workload:
         rng = self.rng
         user_id, conversation_id = self.conversations[rng.randrange(len(self.conversations))]
         prompt, completion = rng.randint(0, 5000), rng.randint(0, 2000)
-        length = rng.randint(self.content_bytes // 2, self.content_bytes * 3 // 2) or 1
+        spread = int(self.content_bytes * self.content_spread)
+        length = rng.randint(self.content_bytes - spread, self.content_bytes + spread) or 1
         start = rng.randrange(len(self.text) - length)
-        if rng.random() < MESSAGE_SHARE:
+        if rng.random() < self.message_share:
             return EventSpec(event_id, MESSAGE_CREATED, user_id, conversation_id, str(self._uuid()),
                              prompt, completion, start, length)
         if rng.random() < 0.5:
@@ -139,3 +152,9 @@ class Workload:
 def rfc3339(epoch_s: float) -> str:
     """Microsecond RFC 3339 in UTC, the precision `processed_events.processed_at` has."""
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def workload_for(name: str, options: BenchOptions) -> Workload:
+    """The workload `name` as a bench invocation's options shape it."""
+    return Workload(name, options.users, options.conversations_per_user, options.content_bytes, options.seed,
+                    options.content_spread, options.message_share)

@@ -38,6 +38,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
 def _workloads(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [n for n in names if n not in WORKLOADS]
@@ -61,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--conversations-per-user", type=int, default=defaults.conversations_per_user)
     parser.add_argument("--content-bytes", type=int, default=defaults.content_bytes,
                         help="mean size of a message's content")
+    parser.add_argument("--content-spread", type=_share, default=defaults.content_spread,
+                        help="content lengths vary by ± this fraction of --content-bytes (0: all equal)")
+    parser.add_argument("--message-share", type=_share, default=defaults.message_share,
+                        help="fraction of message.created events; the rest are usage.recorded")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes (K)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=defaults.batch_sizes,
                         help="comma-separated WORKER_BATCH_SIZE values (default 1,16,64,256)")
@@ -95,6 +109,8 @@ def options_from(args: argparse.Namespace, settings: Settings) -> BenchOptions:
         users=args.users,
         conversations_per_user=args.conversations_per_user,
         content_bytes=args.content_bytes,
+        content_spread=args.content_spread,
+        message_share=args.message_share,
         workers=args.workers,
         batch_sizes=args.batch_sizes,
         workloads=args.workloads,
