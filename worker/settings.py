@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     max_content_bytes: PositiveInt = 1024 * 1024
     """Largest accepted `data.content` in UTF-8 bytes (contract default 1 MiB)."""
 
+    max_in_flight_bytes: PositiveInt = 128 * 1024 * 1024
+    """Message bytes one process holds unsettled; above it the worker stops reading from the broker until
+    batches settle (backpressure: no delivery is refused for its size). Fits the 512 MiB pod limit."""
+
+    batch_max_bytes: PositiveInt = 16 * 1024 * 1024
+    """A batch closes at `WORKER_BATCH_SIZE` deliveries or at this many message bytes, whichever comes first."""
+
     retry_in_place: int = Field(default=3, ge=0, le=10)
     """In-place attempts for a transient database error before it goes to a delay queue."""
 

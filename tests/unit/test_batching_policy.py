@@ -10,15 +10,16 @@ from worker.broker.consumer import Batching, Consumer
 from worker.observability.metrics import Metrics
 
 
-def _consumer(size: int, wait_s: float) -> Consumer:
+def _consumer(size: int, wait_s: float, max_bytes: int = 1 << 30) -> Consumer:
     channel = SimpleNamespace()  # no reopen callbacks: nothing is subscribed in these tests
     return Consumer(channel, SimpleNamespace(name="q"), None, None, None, Metrics(),  # type: ignore[arg-type]
-                    Batching(size=size, wait_s=wait_s, concurrency=2))
+                    Batching(size=size, wait_s=wait_s, concurrency=2, max_bytes=max_bytes))
 
 
-def _fill(consumer: Consumer, count: int) -> list[Any]:
-    deliveries = [object() for _ in range(count)]
+def _fill(consumer: Consumer, count: int, size: int = 10) -> list[Any]:
+    deliveries = [SimpleNamespace(body=b"x" * size) for _ in range(count)]
     consumer._buffer.extend(deliveries)  # noqa: SLF001 - the buffer is the policy's input
+    consumer._buffer_bytes += count * size
     consumer._changed.set()
     return deliveries
 
@@ -70,3 +71,27 @@ async def test_per_event_mode_never_waits() -> None:
     consumer._busy = 5
     deliveries = _fill(consumer, 2)
     assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[:1]
+
+
+async def test_a_batch_closes_at_its_byte_cap_before_its_count() -> None:
+    consumer = _consumer(size=128, wait_s=30.0, max_bytes=1000)
+    deliveries = _fill(consumer, 5, size=400)
+    assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[:2]
+    assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[2:4]
+    assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[4:]
+
+
+async def test_a_delivery_larger_than_the_byte_cap_is_a_batch_of_its_own() -> None:
+    consumer = _consumer(size=128, wait_s=30.0, max_bytes=100)
+    deliveries = _fill(consumer, 2, size=400)
+    assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[:1]
+    assert await asyncio.wait_for(consumer._next_batch(), 5.0) == deliveries[1:]
+
+
+async def test_a_batch_worker_stops_lingering_once_the_buffered_bytes_fill_a_batch() -> None:
+    consumer = _consumer(size=128, wait_s=30.0, max_bytes=1000)
+    consumer._busy = 1  # another batch is being applied: under-filled batches wait for company
+    first = _fill(consumer, 1, size=400)
+    taking = await _lingering(consumer)
+    more = _fill(consumer, 2, size=400)
+    assert await asyncio.wait_for(taking, 5.0) == first + more[:1]

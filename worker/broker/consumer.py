@@ -3,6 +3,12 @@
 A delivery the broker marks as redelivered is applied on its own, so a message that
 kills the worker cannot drag healthy neighbours towards the queue's delivery limit.
 
+Memory is bounded by bytes, not only by the prefetch count: a batch closes at its size or
+its byte cap, and once the message bytes held exceed the in-flight budget the consuming
+channel's reader waits (and with it the socket: see `worker.broker.inline`) until settled
+batches make room. No delivery is refused for its size. The wait lasts at most one
+heartbeat interval at a time, so the connection still sees frames and is never taken for dead.
+
 An under-filled batch waits for company only while another batch is being applied (the
 database is busy with it anyway), and at most the batch wait: an idle worker applies what
 it has at once, so light load costs no added latency and heavy load still fills batches.
@@ -22,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +39,7 @@ from aiormq.abc import DeliveredMessage
 
 from worker.broker.acks import channel_of
 from worker.broker.delivery import Delivery
-from worker.broker.inline import enable_inline_deliveries, inline_consumer
+from worker.broker.inline import cancel_consumer, enable_inline_deliveries, inline_consumer
 from worker.broker.settlement import Settler, prior_attempts
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
@@ -52,6 +59,17 @@ class Batching:
     size: int = 1
     wait_s: float = 0.005
     concurrency: int = 4
+    max_bytes: int = 16 * 1024 * 1024
+    """A batch closes before its message bodies exceed this (it always holds at least one)."""
+
+
+@dataclass(frozen=True)
+class FlowControl:
+    """How many message bytes one process holds before it stops reading from the broker."""
+
+    max_in_flight_bytes: int = 128 * 1024 * 1024
+    max_pause_s: float = 15.0
+    """Longest single wait for room; then one more delivery is read, so the link stays observably alive."""
 
 
 # After the broker cancels the subscription (its queue was deleted or moved), try again after this.
@@ -70,6 +88,7 @@ class Consumer:
         limits: Limits,
         metrics: Metrics,
         batching: Batching,
+        flow: FlowControl | None = None,
     ) -> None:
         self.channel = channel
         self.queue = queue
@@ -78,10 +97,17 @@ class Consumer:
         self.limits = limits
         self.metrics = metrics
         self.batching = batching
+        self.flow = flow or FlowControl()
         self._consumer_tag: str | None = None
         self._raw_channel: Any = None
         self._wanted = False
+        self._draining = False
         self._buffer: deque[Delivery] = deque()
+        self._buffer_bytes = 0
+        self._bytes = 0
+        """Body bytes of every delivery received and not yet through its batch."""
+        self._room = asyncio.Event()
+        self._room.set()
         self._solo: deque[Delivery] = deque()
         self._changed = asyncio.Event()
         """Set when a delivery arrives or a batch finishes: what an idle or lingering batch worker waits for."""
@@ -100,6 +126,7 @@ class Consumer:
         self._seconds: dict[str, Any] = {}
         # Read at scrape time: no gauge arithmetic per delivery.
         metrics.in_flight.set_function(lambda: self.in_flight)
+        metrics.in_flight_bytes.set_function(lambda: self._bytes)
         reopened = getattr(channel, "reopen_callbacks", None)
         if reopened is not None:
             reopened.add(self._on_channel_reopened)
@@ -120,6 +147,8 @@ class Consumer:
     async def start(self) -> None:
         """Subscribe and start the batch workers (idempotent)."""
         async with self._lock:
+            if self._draining:
+                return
             self._wanted = True
             if not self._workers:
                 self._workers = [
@@ -143,7 +172,7 @@ class Consumer:
             tag, self._consumer_tag = self._consumer_tag, None
             if tag is not None:
                 try:
-                    await self._raw_channel.basic_cancel(tag)
+                    await cancel_consumer(self._raw_channel, tag)
                 except Exception as exc:  # noqa: BLE001 - a dead channel has no consumer anyway
                     self._log.warning("consumer_cancel_failed", error=type(exc).__name__)
                 self._log.info("consumer_stopped", queue=self.queue.name)
@@ -154,6 +183,7 @@ class Consumer:
 
     async def drain(self, timeout_s: float) -> int:
         """Stop consuming, finish what was received within `timeout_s`; return how many were left."""
+        self._draining = True
         await self.stop()
         if self._resubscribing is not None:
             self._resubscribing.cancel()
@@ -197,20 +227,38 @@ class Consumer:
                 self._log.warning("consumer_resubscribe_failed", error=type(exc).__name__)
             pause_s = RESUBSCRIBE_PAUSE_S
 
-    def _on_delivery(self, message: DeliveredMessage) -> None:
+    def _on_delivery(self, message: DeliveredMessage) -> Awaitable[None] | None:
         delivery = Delivery(message)
         self.settler.received(delivery)
+        size = len(message.body)
+        self._bytes += size
         if delivery.redelivered:
             self.metrics.redeliveries.inc()
             self._solo.append(delivery)
         else:
             self._buffer.append(delivery)
+            self._buffer_bytes += size
         self._changed.set()
+        if self._bytes > self.flow.max_in_flight_bytes:
+            self._room.clear()
+            return self._wait_for_room()
+        return None
+
+    async def _wait_for_room(self) -> None:
+        """Hold the channel's reader until settled batches bring the bytes back under the budget."""
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._room.wait(), self.flow.max_pause_s)
+        except TimeoutError:
+            # Nothing settled for a heartbeat (a database outage, say): read one more delivery.
+            pass
+        self.metrics.backpressure_seconds.inc(time.perf_counter() - started)
 
     async def _work(self) -> None:
         while True:
             batch = await self._next_batch()
             self._busy += len(batch)
+            size = sum(len(d.body) for d in batch)
             try:
                 await self._process(batch)
             except Exception:  # noqa: BLE001 - the worker keeps going; the unsettled deliveries go back
@@ -219,6 +267,9 @@ class Consumer:
                 await asyncio.gather(*(self.settler.requeue(d) for d in unsettled))
             finally:
                 self._busy -= len(batch)
+                self._bytes -= size
+                if self._bytes <= self.flow.max_in_flight_bytes:
+                    self._room.set()
                 self._changed.set()
 
     async def _next_batch(self) -> list[Delivery]:
@@ -228,7 +279,7 @@ class Consumer:
                 await self._changed.wait()
             if self._solo:
                 return [self._solo.popleft()]
-            if self._busy and self.batching.wait_s > 0 and len(self._buffer) < self.batching.size:
+            if self._busy and self.batching.wait_s > 0 and not self._full_batch_buffered():
                 try:
                     await asyncio.wait_for(self._linger(), self.batching.wait_s)
                 except TimeoutError:
@@ -240,14 +291,23 @@ class Consumer:
 
     async def _linger(self) -> None:
         """Until the buffer holds a full batch or no other batch is being applied."""
-        while self._busy and len(self._buffer) < self.batching.size:
+        while self._busy and not self._full_batch_buffered():
             self._changed.clear()
             await self._changed.wait()
 
+    def _full_batch_buffered(self) -> bool:
+        return len(self._buffer) >= self.batching.size or self._buffer_bytes >= self.batching.max_bytes
+
     def _take(self, limit: int) -> list[Delivery]:
-        taken = []
+        taken: list[Delivery] = []
+        taken_bytes = 0
         while self._buffer and len(taken) < limit:
+            size = len(self._buffer[0].body)
+            if taken and taken_bytes + size > self.batching.max_bytes:
+                break
             taken.append(self._buffer.popleft())
+            taken_bytes += size
+        self._buffer_bytes -= taken_bytes
         return taken
 
     async def _process(self, batch: list[Delivery]) -> None:

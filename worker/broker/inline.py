@@ -7,6 +7,15 @@ a quarter of what receiving a delivery costs. `enable_inline_deliveries` makes t
 channel call such a callback directly, in the reader, for consumers made with
 `inline_consumer`; every other consumer on the channel keeps aiormq's own path.
 
+The callback may return an awaitable: the reader awaits it before it reads the next frame,
+which is how the consumer applies backpressure. The channel's frame queue is bounded, so
+a reader that waits soon stops aiormq's connection reader, and the broker's socket is
+not read until there is room again.
+
+A consumer cancelled with `cancel_consumer` (without waiting for the broker's CancelOk,
+which a waiting reader could not read) still receives the deliveries the broker sent
+before it saw the cancel, instead of aiormq dropping them unsettled.
+
 It hooks aiormq's channel (`_on_deliver_frame`, `_get_frame`, `consumers`); when a
 release lacks them the channel is left alone and the callback still works, through
 aiormq's task, as an ordinary consumer.
@@ -24,15 +33,19 @@ from pamqp.header import ContentHeader
 
 log = structlog.get_logger(__name__)
 
-OnMessage = Callable[[DeliveredMessage], None]
+OnMessage = Callable[[DeliveredMessage], Awaitable[None] | None]
 _HOOKS = ("_on_deliver_frame", "_get_frame", "consumers")
+# Cancelled inline consumers remembered per channel for their late deliveries (a few flaps' worth).
+_REMEMBERED_CANCELS = 16
 
 
 def inline_consumer(on_message: OnMessage) -> Callable[[DeliveredMessage], Awaitable[None]]:
     """A consumer callback for `basic_consume` that an inline channel runs without a task."""
 
     async def callback(message: DeliveredMessage) -> None:
-        on_message(message)
+        waiter = on_message(message)
+        if waiter is not None:
+            await waiter
 
     callback.inline = on_message  # type: ignore[attr-defined]
     return callback
@@ -52,7 +65,8 @@ def enable_inline_deliveries(channel: Any) -> bool:
     get_frame = channel._get_frame
 
     async def on_deliver_frame(frame: Any) -> None:
-        on_message = getattr(channel.consumers.get(frame.consumer_tag), "inline", None)
+        consumer = channel.consumers.get(frame.consumer_tag) or channel._inline_cancelled.get(frame.consumer_tag)
+        on_message = getattr(consumer, "inline", None)
         if on_message is None:
             await aiormq_path(frame)
             return
@@ -70,10 +84,27 @@ def enable_inline_deliveries(channel: Any) -> bool:
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         message = DeliveredMessage(delivery=frame, header=header, body=body, channel=channel)
         try:
-            on_message(message)
+            waiter = on_message(message)
+            if waiter is not None:
+                await waiter
         except Exception:  # noqa: BLE001 - a failing callback must not close the channel's reader
             log.exception("inline_consumer_failed")
 
     channel._on_deliver_frame = on_deliver_frame
+    channel._inline_cancelled = {}
     channel._inline_deliveries = True
     return True
+
+
+async def cancel_consumer(channel: Any, consumer_tag: str) -> None:
+    """basic.cancel; on an inline channel without waiting for CancelOk, keeping late deliveries coming."""
+    if not getattr(channel, "_inline_deliveries", False):
+        await channel.basic_cancel(consumer_tag)
+        return
+    callback = channel.consumers.get(consumer_tag)
+    if callback is not None:
+        remembered = channel._inline_cancelled
+        remembered[consumer_tag] = callback
+        while len(remembered) > _REMEMBERED_CANCELS:
+            del remembered[next(iter(remembered))]
+    await channel.basic_cancel(consumer_tag, nowait=True)

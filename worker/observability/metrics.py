@@ -51,6 +51,15 @@ class Metrics:
             "worker_batch_size", "Events applied per database transaction.", buckets=BATCH_BUCKETS, registry=r
         )
         self.in_flight = Gauge("worker_in_flight_deliveries", "Deliveries received and not yet settled.", registry=r)
+        self.in_flight_bytes = Gauge(
+            "worker_in_flight_bytes", "Message bytes received and not yet settled (WORKER_MAX_IN_FLIGHT_BYTES).",
+            registry=r,
+        )
+        self.backpressure_seconds = Counter(
+            "worker_backpressure_seconds_total",
+            "Time the consuming connection was not read because the in-flight bytes were over their budget.",
+            registry=r,
+        )
         self.redeliveries = Counter(
             "worker_redeliveries_total", "Deliveries the broker marked as redelivered.", registry=r
         )
