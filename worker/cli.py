@@ -6,8 +6,11 @@ import argparse
 import sys
 from types import ModuleType
 
+from pydantic import ValidationError
+
 from worker.commands import bench, dlq, inbox, migrate, policy, publish, run, users, verify
 from worker.logs import configure_logging
+from worker.runtime.startup import EXIT_CONFIG
 from worker.settings import Settings
 
 # A new subcommand: a module in worker/commands with `register(subparsers)` and
@@ -25,7 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        # NOTE: the field and the rule only; the rejected input may be a secret.
+        for error in invalid.errors():
+            name = "WORKER_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"worker: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging(settings)
     return int(args.handler(args, settings))
 

@@ -39,3 +39,11 @@ class TransientError(RetryLater):
 
 class Outage(Exception):
     """A dependency is down or unusable for every event: pause, settle nothing, resume later."""
+
+
+class StartupRefused(Exception):
+    """The process cannot start with this configuration, and waiting will not help (`worker run` exits)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -124,3 +124,48 @@ async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_an
     assert worker.consumer._raw_channel is channel_before and not channel_before.is_closed
     assert _value(worker.metrics.broker_reconnects) == 0
     assert _value(worker.metrics.redeliveries) == 0
+
+
+async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuses_no_delivery(
+    db, database_url, amqp_url
+) -> None:
+    size = 200 * 1024
+    settings = make_settings(
+        database_url, amqp_url, prefetch=64, batch_size=8, max_in_flight_bytes=1024 * 1024,
+        batch_max_bytes=256 * 1024,
+    )
+    user_id = await create_user(db)
+    running = await start_worker(settings)
+    consumer = running.consumer
+    held = {"max": 0}
+    on_delivery, apply = consumer._on_delivery, consumer.applier.apply
+
+    def counting(message):
+        waiter = on_delivery(message)
+        held["max"] = max(held["max"], consumer.in_flight)
+        return waiter
+
+    async def slow_apply(events, *args):
+        await asyncio.sleep(0.1)  # a database slower than the broker: deliveries pile up unless held back
+        return await apply(events, *args)
+
+    consumer._on_delivery, consumer.applier.apply = counting, slow_apply
+    try:
+        await consumer.stop()
+        await consumer.start()  # subscribe anew, so the broker calls the counting callback
+        async with Gateway(amqp_url) as gateway:
+            await gateway.publish_many(
+                message_created(user_id, prompt_tokens=1, completion_tokens=1, content="x" * size) for _ in range(40)
+            )
+
+        async def all_applied() -> bool:
+            return await tokens_used(db, user_id) == 80
+
+        await eventually(all_applied, timeout=60)
+        bytes_left = consumer._bytes
+    finally:
+        await stop_worker(running, settings)
+    # The budget holds five of these bodies; the one that crosses it is the last read before the pause.
+    assert held["max"] <= 6
+    assert bytes_left == 0
+    assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0

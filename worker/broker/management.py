@@ -16,6 +16,11 @@ DEFAULT_VHOST = "/"
 class ManagementError(Exception):
     """The management API could not be reached or refused a request."""
 
+    def __init__(self, message: str, *, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
+        """False when no answer came at all (down, refused, timed out): worth waiting for."""
+
 
 def vhost_of(amqp_url: str) -> str:
     """The vhost an AMQP URL names in its path (`/` when the path is empty)."""
@@ -85,6 +90,8 @@ class ManagementClient:
                     return None
                 return await response.json(content_type=None)
         except aiohttp.ClientError as exc:
-            raise ManagementError(f"management API unreachable ({type(exc).__name__}) for {method} {path}") from exc
+            raise ManagementError(
+                f"management API unreachable ({type(exc).__name__}) for {method} {path}", reached=False
+            ) from exc
         except TimeoutError as exc:
-            raise ManagementError(f"management API timed out for {method} {path}") from exc
+            raise ManagementError(f"management API timed out for {method} {path}", reached=False) from exc

@@ -16,8 +16,9 @@ from typing import Any
 
 import structlog
 
-from worker.broker.management import ManagementClient
+from worker.broker.management import ManagementClient, ManagementError
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.errors import StartupRefused
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -150,7 +151,13 @@ async def require_queue_policy(settings: Settings) -> None:
             log.info("queue_policy_in_force", policy=status.effective_policy)
             return
         if asyncio.get_running_loop().time() > deadline:
-            log.error("queue_policy_missing", detail=status.describe())
-            raise RuntimeError(f"{status.describe()} (set WORKER_REQUIRE_QUEUE_POLICY=false to run without it)")
+            raise StartupRefused(f"{status.describe()} (set WORKER_REQUIRE_QUEUE_POLICY=false to run without it)")
         # The management API refreshes a queue's effective policy every few seconds.
         await asyncio.sleep(1.0)
+
+
+def management_unreachable(error: BaseException) -> str | None:
+    """Why the management API gave no answer (worth waiting for), else None."""
+    if isinstance(error, ManagementError) and not error.reached:
+        return str(error)
+    return None

@@ -26,6 +26,7 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
+from worker.broker.connection import amqp_url
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
 from worker.broker.settlement import (
     BROKER_HISTORY_HEADERS,
@@ -45,7 +46,6 @@ from worker.contract.names import (
     HEADER_REASON,
 )
 from worker.contract.reasons import Reason
-from worker.runtime.app import amqp_url
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

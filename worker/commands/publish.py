@@ -15,9 +15,9 @@ from pathlib import Path
 import aio_pika
 import orjson
 
+from worker.broker.connection import connect_broker
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
 from worker.broker.topology import declare_exchange
-from worker.runtime.app import connect_broker
 from worker.settings import Settings
 
 CONTENT_TYPE = "application/cloudevents+json"

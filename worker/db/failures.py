@@ -55,3 +55,9 @@ def classify(error: BaseException) -> Exception:
         return TransientError(f"database error SQLSTATE {state}")
     # NOTE: only the class name: str(error) may quote SQL parameters, i.e. user content.
     return TransientError(f"unexpected {type(error).__name__} while applying the event")
+
+
+def database_unreachable(error: BaseException) -> str | None:
+    """Why the database cannot be used now (an outage, worth waiting for), else None."""
+    intent = classify(error)
+    return str(intent) if isinstance(intent, Outage) else None

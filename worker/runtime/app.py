@@ -6,48 +6,36 @@ import asyncio
 import signal
 from dataclasses import dataclass, field
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from yarl import URL
 
-from worker.broker import frames
-from worker.broker.consumer import Batching, Consumer
-from worker.broker.policy import require_queue_policy
+from worker.broker.connection import broker_unreachable, connect_broker
+from worker.broker.consumer import Batching, Consumer, FlowControl
+from worker.broker.policy import management_unreachable, require_queue_policy
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
 from worker.db.engine import create_engine
+from worker.db.failures import database_unreachable
 from worker.db.inbox_partitions import try_inbox_partitions
 from worker.db.migrations import wait_for_schema
 from worker.db.unit_of_work import UnitOfWork
+from worker.errors import StartupRefused
 from worker.observability.health import Health
 from worker.observability.http import build_app, serve
 from worker.observability.metrics import Metrics
 from worker.runtime.gate import DependencyGate
 from worker.runtime.heap import freeze_heap
+from worker.runtime.startup import EXIT_CONFIG, EXIT_CONSUMER_NOT_RESTORED, EXIT_OK, until_reachable
 from worker.runtime.watchdog import ConsumerWatchdog
 from worker.service.applier import EventApplier
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-def amqp_url(settings: Settings, connection_name: str) -> str:
-    """The broker URL with a connection name and the heartbeat, unless the URL sets them."""
-    url = URL(settings.amqp_url)
-    extra = {"name": connection_name, "heartbeat": str(settings.heartbeat_s)}
-    return str(url.update_query({k: v for k, v in extra.items() if k not in url.query}))
-
-
-async def connect_broker(settings: Settings, connection_name: str) -> AbstractRobustConnection:
-    """A robust connection whose frames (this one's and its reconnects') are read in bulk."""
-    frames.install()
-    return await aio_pika.connect_robust(amqp_url(settings, connection_name))
 
 
 @dataclass
@@ -57,6 +45,10 @@ class Worker:
     settings: Settings
     engine: AsyncEngine
     connection: AbstractRobustConnection
+    """The consuming connection; its reader pauses under backpressure."""
+    publisher_connection: AbstractRobustConnection
+    """Dead-letter and retry copies, on a connection of their own: their confirms must be read
+    while the consuming connection is paused (and RabbitMQ throttles publishers per connection)."""
     consumer: Consumer
     gate: DependencyGate
     metrics: Metrics
@@ -88,7 +80,7 @@ async def _start(
 ) -> Worker:
     engine = create_engine(settings)
     try:
-        await wait_for_schema(engine)
+        await until_reachable("database", lambda: wait_for_schema(engine), database_unreachable)
         schema["at_head"] = True
         await try_inbox_partitions(engine, settings)
 
@@ -105,10 +97,13 @@ async def _start(
             settings.retry_backoff_ms,
             on_batch=metrics.batch_size.observe,
         )
-        connection = await connect_broker(settings, "llm-persistence-worker")
+        connection = await until_reachable(
+            "broker", lambda: connect_broker(settings, "llm-persistence-worker"), broker_unreachable
+        )
     except BaseException:
         await engine.dispose()
         raise
+    publisher_connection: AbstractRobustConnection | None = None
     try:
         connection.reconnect_callbacks.add(lambda *_: metrics.broker_reconnects.inc())
         schedules = RetrySchedules(transient=settings.retry_delays_s, unknown_user=settings.unknown_user_delays_s)
@@ -116,8 +111,13 @@ async def _start(
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare_topology(channel, schedules.all_delays())
         if settings.require_queue_policy:
-            await require_queue_policy(settings)
-        publisher = ConfirmedPublisher(await open_publisher_channel(connection), settings.publish_timeout_s)
+            await until_reachable("broker management API", lambda: require_queue_policy(settings),
+                                  management_unreachable)
+        publisher_connection = await until_reachable(
+            "broker", lambda: connect_broker(settings, "llm-persistence-worker-publisher"), broker_unreachable
+        )
+        publisher_connection.reconnect_callbacks.add(lambda *_: metrics.broker_reconnects.inc())
+        publisher = ConfirmedPublisher(await open_publisher_channel(publisher_connection), settings.publish_timeout_s)
         consumer = Consumer(
             channel,
             topology.worker_queue,
@@ -125,14 +125,22 @@ async def _start(
             Settler(publisher, schedules, hold_limit=max(1, settings.prefetch // 2)),
             Limits(settings.max_body_bytes, settings.max_content_bytes),
             metrics,
-            Batching(settings.batch_size, settings.batch_wait_ms / 1000, settings.effective_batch_concurrency),
+            Batching(
+                settings.batch_size,
+                settings.batch_wait_ms / 1000,
+                settings.effective_batch_concurrency,
+                settings.batch_max_bytes,
+            ),
+            FlowControl(settings.max_in_flight_bytes, max_pause_s=float(settings.heartbeat_s)),
         )
         gate.on_change(consumer.on_gate_change)
-        worker = Worker(settings, engine, connection, consumer, gate, metrics, health, http=http)
+        worker = Worker(settings, engine, connection, publisher_connection, consumer, gate, metrics, health, http=http)
         _wire_health(worker)
         await consumer.start()
         worker.background.append(asyncio.create_task(_sample_pool(worker), name="pool-sampler"))
     except BaseException:
+        if publisher_connection is not None:
+            await publisher_connection.close()
         await connection.close()
         await engine.dispose()
         raise
@@ -145,7 +153,7 @@ def _wire_health(worker: Worker) -> None:
     worker.health.liveness["consumer_tasks"] = lambda: worker.draining or consumer.workers_alive
     worker.health.readiness["not_draining"] = lambda: not worker.draining
     worker.health.readiness["database"] = lambda: gate.is_open
-    worker.health.readiness["broker"] = lambda: not worker.connection.is_closed
+    worker.health.readiness["broker"] = lambda: not (worker.connection.is_closed or worker.publisher_connection.is_closed)
     worker.health.readiness["consuming"] = lambda: consumer.consuming
 
 
@@ -178,6 +186,7 @@ async def stop_worker(worker: Worker, settings: Settings) -> int:
     await asyncio.gather(*worker.background, return_exceptions=True)
     await worker.gate.stop()
     await worker.connection.close()
+    await worker.publisher_connection.close()
     if worker.http is not None:
         await worker.http.cleanup()
     await worker.engine.dispose()
@@ -185,13 +194,28 @@ async def stop_worker(worker: Worker, settings: Settings) -> int:
 
 
 async def run_worker(settings: Settings) -> int:
-    """Consume until SIGTERM or SIGINT (exit 0 after draining) or until the watchdog gives up (exit 1)."""
+    """Consume until SIGTERM or SIGINT (exit 0 after draining), until the watchdog gives up (exit 1),
+    or refuse to start on a configuration that waiting cannot fix (exit 78)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # NOTE: handlers first, so a SIGTERM during start-up still ends in a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = await start_worker(settings)
+    stopped = asyncio.create_task(stop.wait(), name="stop-signal")
+    starting = asyncio.create_task(start_worker(settings), name="worker-start")
+    await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        # Stopped while still waiting for a dependency: nothing was consumed, nothing to drain.
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        log.info("worker_stopped", exit_code=EXIT_OK, during="start-up")
+        return EXIT_OK
+    try:
+        worker = starting.result()
+    except StartupRefused as refused:
+        stopped.cancel()
+        log.error("startup_refused", reason=refused.reason, exit_code=EXIT_CONFIG)
+        return EXIT_CONFIG
     frozen = freeze_heap()
     watchdog = ConsumerWatchdog(
         lambda: worker.consumer.consuming or not worker.gate.is_open or worker.draining,
@@ -206,12 +230,11 @@ async def run_worker(settings: Settings) -> int:
         http_port=settings.http_port,
         gc_frozen_objects=frozen,
     )
-    stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, watch}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
+    code = EXIT_OK
     if watch.done() and not stopped.done():
         log.error("consumer_not_restored", watchdog_s=settings.consumer_watchdog_s)
-        code = 1
+        code = EXIT_CONSUMER_NOT_RESTORED
     watch.cancel()
     stopped.cancel()
     log.info("worker_stopping", in_flight=worker.consumer.in_flight)
