@@ -169,3 +169,49 @@ async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuse
     assert held["max"] <= 6
     assert bytes_left == 0
     assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
+
+
+async def test_a_draining_consumer_does_not_subscribe_again_when_the_database_comes_back(worker) -> None:
+    consumer = worker.consumer
+    draining = asyncio.create_task(consumer.drain(2.0))
+    await asyncio.sleep(0.1)
+    await consumer.on_gate_change(True)  # the outage probe reopening the gate mid-drain
+    assert not consumer.consuming
+    await draining
+    assert not consumer.consuming
+
+
+async def test_a_long_backpressure_pause_keeps_the_broker_connection(db, database_url, amqp_url) -> None:
+    user_id = await create_user(db)
+    # A one-second heartbeat: aiormq takes a connection that received nothing for six seconds for dead.
+    settings = make_settings(
+        database_url, amqp_url, heartbeat_s=1, prefetch=64, batch_size=8, max_in_flight_bytes=256 * 1024
+    )
+    running = await start_worker(settings)
+    consumer = running.consumer
+    apply, stalled = consumer.applier.apply, asyncio.Event()
+
+    async def stalled_apply(events, *args):
+        await stalled.wait()  # nothing settles: a database that hangs, say
+        return await apply(events, *args)
+
+    consumer.applier.apply = stalled_apply
+    try:
+        async with Gateway(amqp_url) as gateway:
+            await gateway.publish_many(
+                message_created(user_id, prompt_tokens=1, completion_tokens=1, content="y" * 50_000)
+                for _ in range(30)
+            )
+        await asyncio.sleep(10)  # the reader waits on the budget well past six seconds
+        stalled.set()
+
+        async def all_applied() -> bool:
+            return await tokens_used(db, user_id) == 60
+
+        await eventually(all_applied, timeout=60)
+        reconnects = _value(running.metrics.broker_reconnects)
+        paused = _value(running.metrics.backpressure_seconds)
+    finally:
+        await stop_worker(running, settings)
+    assert paused > 8
+    assert reconnects == 0

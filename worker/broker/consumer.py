@@ -6,8 +6,7 @@ kills the worker cannot drag healthy neighbours towards the queue's delivery lim
 Memory is bounded by bytes, not only by the prefetch count: a batch closes at its size or
 its byte cap, and once the message bytes held exceed the in-flight budget the consuming
 channel's reader waits (and with it the socket: see `worker.broker.inline`) until settled
-batches make room. No delivery is refused for its size. The wait lasts at most one
-heartbeat interval at a time, so the connection still sees frames and is never taken for dead.
+batches make room. No delivery is refused for its size.
 
 An under-filled batch waits for company only while another batch is being applied (the
 database is busy with it anyway), and at most the batch wait: an idle worker applies what
@@ -68,8 +67,6 @@ class FlowControl:
     """How many message bytes one process holds before it stops reading from the broker."""
 
     max_in_flight_bytes: int = 128 * 1024 * 1024
-    max_pause_s: float = 15.0
-    """Longest single wait for room; then one more delivery is read, so the link stays observably alive."""
 
 
 # After the broker cancels the subscription (its queue was deleted or moved), try again after this.
@@ -248,11 +245,9 @@ class Consumer:
         """Hold the channel's reader until settled batches bring the bytes back under the budget."""
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._room.wait(), self.flow.max_pause_s)
-        except TimeoutError:
-            # Nothing settled for a heartbeat (a database outage, say): read one more delivery.
-            pass
-        self.metrics.backpressure_seconds.inc(time.perf_counter() - started)
+            await self._room.wait()
+        finally:
+            self.metrics.backpressure_seconds.inc(time.perf_counter() - started)
 
     async def _work(self) -> None:
         while True:

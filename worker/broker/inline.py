@@ -10,7 +10,11 @@ channel call such a callback directly, in the reader, for consumers made with
 The callback may return an awaitable: the reader awaits it before it reads the next frame,
 which is how the consumer applies backpressure. The channel's frame queue is bounded, so
 a reader that waits soon stops aiormq's connection reader, and the broker's socket is
-not read until there is room again.
+not read until there is room again. aiormq takes a connection that received nothing for
+three heartbeats for a dead one and closes it (every unsettled delivery would come back,
+a step nearer the queue's delivery limit), so while the reader waits on purpose the hook
+moves aiormq's last-frame clock on (`_Connection__last_frame_time`, the one other
+internal used here). The link's own liveness is checked again once reading resumes.
 
 A consumer cancelled with `cancel_consumer` (without waiting for the broker's CancelOk,
 which a waiting reader could not read) still receives the deliveries the broker sent
@@ -23,6 +27,7 @@ aiormq's task, as an ordinary consumer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 OnMessage = Callable[[DeliveredMessage], Awaitable[None] | None]
 _HOOKS = ("_on_deliver_frame", "_get_frame", "consumers")
+_LAST_FRAME_TIME = "_Connection__last_frame_time"
+KEEPALIVE_S = 1.0
 # Cancelled inline consumers remembered per channel for their late deliveries (a few flaps' worth).
 _REMEMBERED_CANCELS = 16
 
@@ -86,7 +93,7 @@ def enable_inline_deliveries(channel: Any) -> bool:
         try:
             waiter = on_message(message)
             if waiter is not None:
-                await waiter
+                await _paused(channel.connection, waiter)
         except Exception:  # noqa: BLE001 - a failing callback must not close the channel's reader
             log.exception("inline_consumer_failed")
 
@@ -94,6 +101,19 @@ def enable_inline_deliveries(channel: Any) -> bool:
     channel._inline_cancelled = {}
     channel._inline_deliveries = True
     return True
+
+
+async def _paused(connection: Any, waiter: Awaitable[None]) -> None:
+    """Await `waiter`, telling aiormq every second meanwhile that the silence is ours, not a dead link."""
+    task = asyncio.ensure_future(waiter)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=KEEPALIVE_S)
+            if not task.done() and hasattr(connection, _LAST_FRAME_TIME):
+                setattr(connection, _LAST_FRAME_TIME, connection.loop.time())
+        task.result()
+    finally:
+        task.cancel()
 
 
 async def cancel_consumer(channel: Any, consumer_tag: str) -> None:

@@ -131,7 +131,7 @@ async def _start(
                 settings.effective_batch_concurrency,
                 settings.batch_max_bytes,
             ),
-            FlowControl(settings.max_in_flight_bytes, max_pause_s=float(settings.heartbeat_s)),
+            FlowControl(settings.max_in_flight_bytes),
         )
         gate.on_change(consumer.on_gate_change)
         worker = Worker(settings, engine, connection, publisher_connection, consumer, gate, metrics, health, http=http)
