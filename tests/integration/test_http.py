@@ -15,7 +15,7 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.pg_cluster import PgCluster, free_port
 from tests.support.services import create_database, drop_database, unique_name
 from tests.support.waiting import eventually
-from worker.commands import migrate
+from worker.db import schema
 from worker.runtime.app import start_worker, stop_worker
 
 
@@ -121,7 +121,7 @@ async def test_a_worker_waits_unready_while_the_schema_is_behind_and_says_so(amq
         await eventually(lambda: _status_is(settings.http_port, "/livez", 200), timeout=20)
         status, body = await get(settings.http_port, "/readyz")
         assert status == 503 and '"schema_at_head":false' in body
-        await asyncio.to_thread(migrate.upgrade, settings)
+        await asyncio.to_thread(schema.upgrade, settings)
         running = await asyncio.wait_for(starting, timeout=30)
         assert (await get(settings.http_port, "/readyz"))[0] == 200
         await stop_worker(running, settings)

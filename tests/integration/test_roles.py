@@ -19,7 +19,7 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.roles import Roles, apply_roles, apply_worker_grants, drop_roles, new_roles
 from tests.support.services import create_database, drop_database, unique_name
 from tests.support.waiting import eventually
-from worker.commands import migrate
+from worker.db import schema
 from worker.db.inbox_partitions import ensure_inbox_partitions
 from worker.runtime.app import start_worker, stop_worker
 from worker.settings import Settings
@@ -36,7 +36,7 @@ async def roles() -> AsyncIterator[Roles]:
         await create_database(name)
         await apply_roles(made)
         owner = Settings(_env_file=None, database_url=made.sqlalchemy_url(made.owner))
-        await asyncio.to_thread(migrate.upgrade, owner)
+        await asyncio.to_thread(schema.upgrade, owner)
         engine = create_async_engine(owner.database_url, pool_size=1)
         try:
             await ensure_inbox_partitions(engine, owner, drop_expired=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.support.services import create_database
-from worker.commands import migrate
+from worker.db.schema import build_schema
 from worker.settings import Settings
 
 
@@ -32,5 +32,5 @@ def make_settings(database_url: str, amqp_url: str, **overrides: object) -> Sett
 
 async def migrated_database(name: str) -> str:
     url = await create_database(name)
-    await migrate.build_schema(Settings(_env_file=None, database_url=url))
+    await build_schema(Settings(_env_file=None, database_url=url))
     return url

@@ -117,7 +117,7 @@ class PgCluster:
     async def migrated_database(self, name: str = "aiworker") -> str:
         """Create `name`, upgrade it to head with the project's migrations and add inbox partitions."""
         # Imported here: the cluster itself must not depend on the worker package importing cleanly.
-        from worker.commands import migrate
+        from worker.db.schema import build_schema
         from worker.settings import Settings
 
         conn = await asyncpg.connect(self.admin_dsn)
@@ -126,7 +126,7 @@ class PgCluster:
         finally:
             await conn.close()
         url = self.url(name)
-        await migrate.build_schema(Settings(_env_file=None, database_url=url))
+        await build_schema(Settings(_env_file=None, database_url=url))
         return url
 
     async def terminate_backends(self, application_name: str) -> int:

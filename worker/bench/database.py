@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from worker.commands import migrate
+from worker.db.schema import build_schema
 from worker.settings import Settings
 
 ADMIN_DATABASE = "postgres"
@@ -47,7 +47,7 @@ class PrivateDatabase:
             await conn.execute(f'CREATE DATABASE "{self.name}"')
         finally:
             await conn.close()
-        await migrate.build_schema(settings.model_copy(update={"database_url": self.url}))
+        await build_schema(settings.model_copy(update={"database_url": self.url}))
 
     async def drop(self) -> None:
         """DROP DATABASE, disconnecting whatever is still connected."""

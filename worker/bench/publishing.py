@@ -13,7 +13,7 @@ from pamqp.commands import Basic
 
 from worker.bench.workload import EventSpec, Workload
 from worker.broker.publisher import PublishFailed
-from worker.commands.publish import CONTENT_TYPE
+from worker.contract.names import CONTENT_TYPE
 
 PERSISTENT = 2
 # A fixed-rate publisher wakes at most once a millisecond and sends what is due by then (each

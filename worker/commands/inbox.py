@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from worker.db.engine import create_engine
-from worker.db.inbox_partitions import ensure_inbox_partitions
+from worker.db.schema import maintain_inbox
 from worker.settings import Settings
 
 
@@ -20,14 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     maintain.set_defaults(handler=run_maintain)
 
 
-async def maintain(settings: Settings) -> None:
-    engine = create_engine(settings, pool_size=1)
-    try:
-        await ensure_inbox_partitions(engine, settings, drop_expired=True)
-    finally:
-        await engine.dispose()
-
-
 def run_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(maintain(settings))
+    asyncio.run(maintain_inbox(settings))
     return 0

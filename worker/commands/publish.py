@@ -18,9 +18,8 @@ import orjson
 from worker.broker.connection import connect_broker
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
 from worker.broker.topology import declare_exchange
+from worker.contract.names import CONTENT_TYPE
 from worker.settings import Settings
-
-CONTENT_TYPE = "application/cloudevents+json"
 
 
 def read_events(raw: bytes) -> Iterator[tuple[bytes, dict]]:

@@ -9,7 +9,9 @@ MESSAGE_CREATED = "message.created"
 USAGE_RECORDED = "usage.recorded"
 ROUTING_KEYS = (MESSAGE_CREATED, USAGE_RECORDED)
 
-ACCEPTED_CONTENT_TYPES = frozenset({"application/cloudevents+json", "application/json"})
+CONTENT_TYPE = "application/cloudevents+json"
+"""What the worker's own tools publish (structured-mode CloudEvents)."""
+ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json"})
 
 HEADER_REASON = "x-error-reason"
 HEADER_DETAIL = "x-error-detail"

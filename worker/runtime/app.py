@@ -20,7 +20,7 @@ from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
 from worker.db.engine import create_engine
-from worker.db.failures import database_unreachable
+from worker.db.failures import classify, database_unreachable
 from worker.db.inbox_partitions import try_inbox_partitions
 from worker.db.migrations import wait_for_schema
 from worker.db.unit_of_work import UnitOfWork
@@ -93,6 +93,7 @@ async def _start(
         applier = EventApplier(
             lambda: UnitOfWork(engine),
             gate,
+            classify,
             settings.retry_in_place,
             settings.retry_backoff_ms,
             on_batch=metrics.batch_size.observe,

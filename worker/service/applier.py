@@ -9,13 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.contract.events import Event
-from worker.db.failures import classify
 from worker.errors import Outage, RetryLater, TransientError
-from worker.runtime.gate import DependencyGate
 from worker.service.batch import Result, apply_batch
 from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
-from worker.service.ports import AbstractUnitOfWork
+from worker.service.ports import AbstractUnitOfWork, ClassifyError, Gate
 
 # A conflict means another worker committed first; the next try sees its rows.
 CONFLICT_RETRIES = 5
@@ -42,13 +40,15 @@ class EventApplier:
     def __init__(
         self,
         uow_factory: Callable[[], AbstractUnitOfWork],
-        gate: DependencyGate,
+        gate: Gate,
+        classify: ClassifyError,
         retries_in_place: int,
         backoff_ms: int,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.gate = gate
+        self.classify = classify
         self.retries_in_place = retries_in_place
         self.backoff_ms = backoff_ms
         self.on_batch = on_batch or (lambda size: None)
@@ -72,7 +72,7 @@ class EventApplier:
                     continue
                 intent: Exception = exc
             except Exception as exc:  # noqa: BLE001 - classified below
-                intent = classify(exc)
+                intent = self.classify(exc)
             else:
                 self.on_batch(len(events))
                 return [Applied(result, tries) for result in results]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
@@ -44,6 +44,18 @@ class UsageRecords(Protocol):
 
 class ApiKeys(Protocol):
     async def touch(self, uses: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]) -> None: ...
+
+
+class Gate(Protocol):
+    """Whether the database is usable: appliers wait while it is closed and close it on an outage."""
+
+    async def wait_open(self) -> None: ...
+
+    async def close(self, reason: str) -> None: ...
+
+
+ClassifyError = Callable[[BaseException], Exception]
+"""Turns what storage raised into an intent of `worker.errors` (`Outage`, `TransientError`, ...)."""
 
 
 class AbstractUnitOfWork(abc.ABC):
