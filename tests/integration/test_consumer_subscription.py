@@ -13,14 +13,14 @@ from worker.contract.names import WORKER_QUEUE
 
 def _subscribed_anew(worker, old_tag: str):
     async def probe() -> bool:
-        return worker.consumer.consuming and worker.consumer._consumer_tag not in (None, old_tag)
+        return worker.consumer.consuming and worker.consumer.subscription.consumer_tag not in (None, old_tag)
 
     return probe
 
 
 async def test_a_consumer_cancelled_by_the_broker_subscribes_again(db, worker, amqp_url) -> None:
     user_id = await create_user(db)
-    tag_before = worker.consumer._consumer_tag
+    tag_before = worker.consumer.subscription.consumer_tag
     # Deleting the queue makes the broker cancel every consumer on it (basic.cancel). The
     # worker's first try to subscribe again fails (no queue: the broker closes the channel),
     # aio-pika reopens the channel and declares the queue and its bindings again, and the

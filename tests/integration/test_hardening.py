@@ -25,18 +25,18 @@ def _value(counter) -> float:
 async def test_an_unexpected_failure_after_the_acknowledgement_settles_nothing_twice(db, worker, amqp_url) -> None:
     user_id = await create_user(db)
     consumer = worker.consumer
-    channel_before = consumer._raw_channel
-    real_counter = consumer._events_counter
+    channel_before = consumer.subscription.raw_channel
+    record = consumer.telemetry.record
     failures = {"left": 1}
 
-    def failing_once(event_type: str, outcome: str):
+    def failing_once(settlements):
         # Fails after the batch was committed and acknowledged, like a bug in the bookkeeping would.
         if failures["left"]:
             failures["left"] -= 1
             raise RuntimeError("bookkeeping failed")
-        return real_counter(event_type, outcome)
+        return record(settlements)
 
-    consumer._events_counter = failing_once
+    consumer.telemetry.record = failing_once
     events = [message_created(user_id, prompt_tokens=3, completion_tokens=2) for _ in range(40)]
     async with Gateway(amqp_url) as gateway:
         await gateway.publish_many(events)
@@ -47,7 +47,7 @@ async def test_an_unexpected_failure_after_the_acknowledgement_settles_nothing_t
     await eventually(all_applied, timeout=30)
     await asyncio.sleep(1.5)  # a requeue of acknowledged deliveries would close the channel within this
     assert failures["left"] == 0
-    assert consumer._raw_channel is channel_before and not channel_before.is_closed
+    assert consumer.subscription.raw_channel is channel_before and not channel_before.is_closed
     assert _value(worker.metrics.redeliveries) == 0
     assert await tokens_used(db, user_id) == 200
 
@@ -96,7 +96,7 @@ async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_an
     db, worker, amqp_url
 ) -> None:
     user_id = await create_user(db)
-    channel_before = worker.consumer._raw_channel
+    channel_before = worker.consumer.subscription.raw_channel
     good = [message_created(user_id, prompt_tokens=1, completion_tokens=1) for _ in range(20)]
     bad_id, bad_time = message_created(user_id), message_created(user_id)
     async with Gateway(amqp_url) as gateway:
@@ -121,7 +121,7 @@ async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_an
         "AMQP properties that cannot be decoded: message_id",
         "AMQP properties that cannot be decoded: timestamp",
     ]
-    assert worker.consumer._raw_channel is channel_before and not channel_before.is_closed
+    assert worker.consumer.subscription.raw_channel is channel_before and not channel_before.is_closed
     assert _value(worker.metrics.broker_reconnects) == 0
     assert _value(worker.metrics.redeliveries) == 0
 
@@ -138,10 +138,10 @@ async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuse
     running = await start_worker(settings)
     consumer = running.consumer
     held = {"max": 0}
-    on_delivery, apply = consumer._on_delivery, consumer.applier.apply
+    add, apply = consumer.assembler.add, consumer.pipeline.applier.apply
 
-    def counting(message):
-        waiter = on_delivery(message)
+    def counting(delivery):
+        waiter = add(delivery)
         held["max"] = max(held["max"], consumer.in_flight)
         return waiter
 
@@ -149,10 +149,8 @@ async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuse
         await asyncio.sleep(0.1)  # a database slower than the broker: deliveries pile up unless held back
         return await apply(events, *args)
 
-    consumer._on_delivery, consumer.applier.apply = counting, slow_apply
+    consumer.assembler.add, consumer.pipeline.applier.apply = counting, slow_apply
     try:
-        await consumer.stop()
-        await consumer.start()  # subscribe anew, so the broker calls the counting callback
         async with Gateway(amqp_url) as gateway:
             await gateway.publish_many(
                 message_created(user_id, prompt_tokens=1, completion_tokens=1, content="x" * size) for _ in range(40)
@@ -162,7 +160,7 @@ async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuse
             return await tokens_used(db, user_id) == 80
 
         await eventually(all_applied, timeout=60)
-        bytes_left = consumer._bytes
+        bytes_left = consumer.assembler.in_flight_bytes
     finally:
         await stop_worker(running, settings)
     # The budget holds five of these bodies; the one that crosses it is the last read before the pause.
@@ -189,13 +187,13 @@ async def test_a_long_backpressure_pause_keeps_the_broker_connection(db, databas
     )
     running = await start_worker(settings)
     consumer = running.consumer
-    apply, stalled = consumer.applier.apply, asyncio.Event()
+    apply, stalled = consumer.pipeline.applier.apply, asyncio.Event()
 
     async def stalled_apply(events, *args):
         await stalled.wait()  # nothing settles: a database that hangs, say
         return await apply(events, *args)
 
-    consumer.applier.apply = stalled_apply
+    consumer.pipeline.applier.apply = stalled_apply
     try:
         async with Gateway(amqp_url) as gateway:
             await gateway.publish_many(

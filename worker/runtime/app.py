@@ -12,8 +12,9 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.broker.batching import Batching, FlowControl
 from worker.broker.connection import broker_unreachable, connect_broker
-from worker.broker.consumer import Batching, Consumer, FlowControl
+from worker.broker.consumer import Consumer
 from worker.broker.policy import management_unreachable, require_queue_policy
 from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
