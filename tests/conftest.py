@@ -16,9 +16,12 @@ from worker.settings import Settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    fast_path = Settings(_env_file=None).amqp_fast_path
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+        if not fast_path and item.get_closest_marker("fast_path"):
+            item.add_marker(pytest.mark.skip(reason="WORKER_AMQP_FAST_PATH=false: the worker runs aiormq's own path"))
 
 
 @pytest.fixture(scope="session")

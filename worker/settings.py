@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     max_content_bytes: PositiveInt = 1024 * 1024
     """Largest accepted `data.content` in UTF-8 bytes (contract default 1 MiB)."""
 
+    amqp_fast_path: bool = True
+    """Read deliveries with the worker's own frame decoder and file them inside aiormq's channel reader
+    (docs/BENCHMARKS.md); false: aiormq's own path (no byte backpressure, undecodable properties close the
+    connection), e.g. to rule the fast path out after a library upgrade."""
+
     max_in_flight_bytes: PositiveInt = 128 * 1024 * 1024
     """Message bytes one process holds unsettled; above it the worker stops reading from the broker until
     batches settle (backpressure: no delivery is refused for its size). Fits the 512 MiB pod limit."""

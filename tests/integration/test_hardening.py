@@ -6,6 +6,7 @@ import asyncio
 
 import aio_pika
 import orjson
+import pytest
 from sqlalchemy import text
 
 from tests.support.amqp import Gateway, declare_worker_topology, drain_queue, queue_depth
@@ -92,6 +93,7 @@ async def _dead_letters(amqp_url: str, expected: int = 1):
     return await drain_queue(amqp_url) if await queue_depth(amqp_url, DEAD_LETTER_QUEUE) >= expected else None
 
 
+@pytest.mark.fast_path
 async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_and_the_connection_kept(
     db, worker, amqp_url
 ) -> None:
@@ -126,6 +128,7 @@ async def test_a_delivery_whose_properties_cannot_be_decoded_is_dead_lettered_an
     assert _value(worker.metrics.redeliveries) == 0
 
 
+@pytest.mark.fast_path
 async def test_the_worker_holds_no_more_message_bytes_than_its_budget_and_refuses_no_delivery(
     db, database_url, amqp_url
 ) -> None:
@@ -179,6 +182,7 @@ async def test_a_draining_consumer_does_not_subscribe_again_when_the_database_co
     assert not consumer.consuming
 
 
+@pytest.mark.fast_path
 async def test_a_long_backpressure_pause_keeps_the_broker_connection(db, database_url, amqp_url) -> None:
     user_id = await create_user(db)
     # A one-second heartbeat: aiormq takes a connection that received nothing for six seconds for dead.

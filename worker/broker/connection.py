@@ -21,8 +21,9 @@ def amqp_url(settings: Settings, connection_name: str) -> str:
 
 
 async def connect_broker(settings: Settings, connection_name: str) -> AbstractRobustConnection:
-    """A robust connection whose frames (this one's and its reconnects') are read in bulk."""
-    frames.install()
+    """A robust connection; with the fast path, its frames (and its reconnects') are read in bulk."""
+    if settings.amqp_fast_path:
+        frames.install()
     return await aio_pika.connect_robust(amqp_url(settings, connection_name))
 
 

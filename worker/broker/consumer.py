@@ -40,6 +40,7 @@ class Consumer:
         metrics: Metrics,
         batching: Batching,
         flow: FlowControl | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.settler = settler
         self.metrics = metrics
@@ -48,7 +49,7 @@ class Consumer:
         self.pipeline = Pipeline(applier, settler, limits)
         self.telemetry = ConsumerTelemetry(metrics)
         self.subscription = Subscription(
-            channel, queue.name, self._on_delivery, on_subscribed=metrics.consumer_restarts.inc
+            channel, queue.name, self._on_delivery, on_subscribed=metrics.consumer_restarts.inc, fast_path=fast_path
         )
         self._workers: list[asyncio.Task[None]] = []
         # Read at scrape time: no gauge arithmetic per delivery.

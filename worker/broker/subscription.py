@@ -34,11 +34,13 @@ class Subscription:
         queue_name: str,
         on_message: OnMessage,
         on_subscribed: Callable[[], Any] | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.channel = channel
         self.queue_name = queue_name
         self._on_message = on_message
         self._on_subscribed = on_subscribed or (lambda: None)
+        self._fast_path = fast_path
         self._raw_channel: Any = None
         self._consumer_tag: str | None = None
         self._wanted = False
@@ -74,7 +76,8 @@ class Subscription:
             raw = await self.channel.get_underlay_channel()
             if raw is not self._raw_channel:
                 raw.on_consumer_cancel_callbacks.add(self._on_cancelled_by_broker)
-                enable_inline_deliveries(raw)
+                if self._fast_path:
+                    enable_inline_deliveries(raw)
             consume_ok = await raw.basic_consume(self.queue_name, inline_consumer(self._on_message))
             self._raw_channel, self._consumer_tag = raw, consume_ok.consumer_tag
             self._on_subscribed()

@@ -134,6 +134,7 @@ async def _start(
                 settings.batch_max_bytes,
             ),
             FlowControl(settings.max_in_flight_bytes),
+            fast_path=settings.amqp_fast_path,
         )
         gate.on_change(consumer.on_gate_change)
         worker = Worker(settings, engine, connection, publisher_connection, consumer, gate, metrics, health, http=http)
