@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 
+from worker.bench.amqp_side import connect
 from worker.bench.baseline import SUBSCRIBED, drain
-from worker.bench.broker import connect
 from worker.runtime.loop import run
 from worker.settings import Settings
 

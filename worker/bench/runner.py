@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from worker.bench import machine
+from worker.bench.amqp_side import connect, declare_worker_topology, server_version
 from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.baseline import RawRate, measure_raw_rate
-from worker.bench.broker import connect, declare_worker_topology, server_version
-from worker.bench.database import PrivateDatabase
 from worker.bench.options import BenchOptions
+from worker.bench.private_database import PrivateDatabase
+from worker.bench.private_vhost import PrivateVhost
 from worker.bench.progress import Progress
 from worker.bench.queue_policy import apply_and_wait
 from worker.bench.scenario import RunContext, RunResult, run_scenario
 from worker.bench.store import BenchStore
-from worker.bench.vhost import PrivateVhost
 from worker.bench.workload import workload_for
 from worker.settings import Settings
 

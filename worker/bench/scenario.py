@@ -11,18 +11,18 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
+from worker.bench.amqp_side import purge_worker_queues, queue_depths, ready_messages
 from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.baseline import measure_raw_latency
-from worker.bench.broker import purge_worker_queues, queue_depths, ready_messages
 from worker.bench.cpu import CpuSampler, per_event_us
 from worker.bench.latency import Percentiles, latencies_ms, summarise
+from worker.bench.ledger_check import mismatches
 from worker.bench.memory import PeakRss
 from worker.bench.options import BenchOptions
 from worker.bench.processes import WorkerProcesses
 from worker.bench.progress import Progress
 from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.store import BenchStore
-from worker.bench.verify import mismatches
 from worker.bench.worker_log import applied_times
 from worker.bench.workload import workload_for
 from worker.broker.publisher import open_publisher_channel

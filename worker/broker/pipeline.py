@@ -14,7 +14,7 @@ from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, RetryLater
-from worker.service.applier import Applied, EventApplier
+from worker.service.applier import EventApplier, EventResult
 
 
 class Pipeline:
@@ -60,7 +60,7 @@ class Pipeline:
             )
         return decode_event(delivery.body, delivery.content_type, received_at, self.limits)
 
-    async def _ack_committed(self, committed: list[tuple[Delivery, Event, Applied]]) -> list[Settlement]:
+    async def _ack_committed(self, committed: list[tuple[Delivery, Event, EventResult]]) -> list[Settlement]:
         if not committed:
             return []
         acked = await self.settler.ack_many([d for d, _, _ in committed])
@@ -77,7 +77,7 @@ class Pipeline:
             for delivery, event, applied in committed
         ]
 
-    async def _settle_failure(self, delivery: Delivery, event: Event, applied: Applied) -> Settlement:
+    async def _settle_failure(self, delivery: Delivery, event: Event, applied: EventResult) -> Settlement:
         attempts = prior_attempts(delivery) + applied.tries
         error = applied.result
         if isinstance(error, RetryLater):

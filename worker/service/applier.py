@@ -23,7 +23,7 @@ OUTAGES_BEFORE_BLAMING_THE_BATCH = 2
 
 
 @dataclass(frozen=True)
-class Applied:
+class EventResult:
     """One event's result and how many times it was tried in this delivery."""
 
     result: Result
@@ -55,8 +55,8 @@ class EventApplier:
 
     async def apply(
         self, events: Sequence[Event], outages_allowed: int = OUTAGES_BEFORE_BLAMING_THE_BATCH
-    ) -> list[Applied]:
-        """One `Applied` per event, in order. Outages are waited out and not counted as tries,
+    ) -> list[EventResult]:
+        """One `EventResult` per event, in order. Outages are waited out and not counted as tries,
         unless the same events raise them again once the database answers: then they are transient."""
         tries = 0
         conflicts = 0
@@ -75,7 +75,7 @@ class EventApplier:
                 intent = self.classify(exc)
             else:
                 self.on_batch(len(events))
-                return [Applied(result, tries) for result in results]
+                return [EventResult(result, tries) for result in results]
             if isinstance(intent, Outage):
                 outages += 1
                 if outages <= outages_allowed:
@@ -90,16 +90,16 @@ class EventApplier:
                 return await self._isolate(events, tries, outages_allowed)
             assert isinstance(intent, RetryLater)
             if tries > self.retries_in_place:
-                return [Applied(intent, tries)]
+                return [EventResult(intent, tries)]
             await asyncio.sleep(self._backoff(tries))
 
-    async def _isolate(self, events: Sequence[Event], tries: int, outages_allowed: int) -> list[Applied]:
+    async def _isolate(self, events: Sequence[Event], tries: int, outages_allowed: int) -> list[EventResult]:
         """Split a failing batch so that one bad event cannot hold back its neighbours."""
         middle = len(events) // 2
         halves = await asyncio.gather(
             self.apply(events[:middle], outages_allowed), self.apply(events[middle:], outages_allowed)
         )
-        return [Applied(a.result, a.tries + tries) for half in halves for a in half]
+        return [EventResult(a.result, a.tries + tries) for half in halves for a in half]
 
     def _backoff(self, tries: int) -> float:
         # Full jitter: workers that collided once do not collide again in step.

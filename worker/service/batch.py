@@ -32,7 +32,7 @@ def owner_mismatch() -> EventRejected:
 
 
 @dataclass
-class _Plan:
+class _BatchState:
     """Per-batch bookkeeping, by position in the batch."""
 
     events: Sequence[Event]
@@ -45,7 +45,7 @@ class _Plan:
 
 async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[Result]:
     """Apply `events` in one Unit of Work; return one result per event, in order."""
-    plan = _Plan(events)
+    plan = _BatchState(events)
     handlers: list[Handler] = [HANDLERS[event.type] for event in events]
     _mark_duplicates_within_batch(plan, handlers)
     async with uow:
@@ -102,7 +102,7 @@ async def _create_conversations(uow: AbstractUnitOfWork, counters: _Counters) ->
     return sorted([*counters.grown, *(counters.if_existing[c.id] for c in lost)], key=by_id)
 
 
-def _mark_duplicates_within_batch(plan: _Plan, handlers: list[Handler]) -> None:
+def _mark_duplicates_within_batch(plan: _BatchState, handlers: list[Handler]) -> None:
     seen_keys: set[tuple[str, str]] = set()
     seen_messages: set[uuid.UUID] = set()
     for i, event in enumerate(plan.events):
@@ -117,7 +117,7 @@ def _mark_duplicates_within_batch(plan: _Plan, handlers: list[Handler]) -> None:
 
 
 def _check_users_and_owners(
-    plan: _Plan,
+    plan: _BatchState,
     handlers: list[Handler],
     candidates: list[int],
     existing_users: set[uuid.UUID],
@@ -152,7 +152,7 @@ class _Counters:
 
 
 def _count(
-    plan: _Plan,
+    plan: _BatchState,
     handlers: list[Handler],
     applied: list[int],
     owners: dict[uuid.UUID, uuid.UUID],
