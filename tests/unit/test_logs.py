@@ -50,3 +50,17 @@ def test_warn_and_exception_are_logged_under_their_standard_level_names(json_lin
 def test_lines_below_the_level_are_not_written(json_lines) -> None:
     structlog.get_logger("worker.test").debug("noise")
     assert json_lines() == []
+
+
+def test_a_committed_batch_renders_as_one_json_line(json_lines) -> None:
+    from tests.unit.test_consumer_logs import _committed
+    from worker.broker.settled import Settled
+    from worker.broker.telemetry import ConsumerTelemetry
+    from worker.observability.metrics import Metrics
+
+    settlements = _committed(Settled.APPLIED, Settled.DUPLICATE, Settled.ACK_DROPPED)
+    ConsumerTelemetry(Metrics()).record(settlements)
+    lines = {line["event"]: line for line in json_lines()}
+    assert lines["batch_committed"]["outcomes"] == {"applied": 1, "duplicate": 1}
+    assert lines["batch_committed"]["applied_ids"] == [settlements[0].event.id]
+    assert lines["event"]["outcome"] == "ack_dropped"

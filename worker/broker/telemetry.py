@@ -61,7 +61,7 @@ class ConsumerTelemetry:
             if outcome is Settled.ACK_DROPPED:
                 self._log_settled(settlement, duration)
                 continue
-            ids.setdefault(outcome, []).append(event.id)
+            ids.setdefault(outcome.value, []).append(event.id)
             if self._log_each:
                 self._log_settled(settlement, duration, write=self._log.debug)
         if ids:
