@@ -40,6 +40,7 @@ from worker.broker.settlement import (
     HEADER_RETRY_CYCLES,
     HEADER_RETRY_REASON,
     HEADER_RETRY_STEP,
+    MAX_NOTES,
     copy_message,
 )
 from worker.contract.names import (
@@ -343,8 +344,9 @@ async def replay(
                 # the worker's inbox ignores.
                 await dlq.remove(message)
                 report.replayed.append(event_id)
+                changed = {"headers_changed": notes[:MAX_NOTES]} if notes else {}
                 log.info("dead_letter_replayed", event_id=event_id, routing_key=routing_key, reason=reason_of(message),
-                         headers_changed=notes[:8])
+                         **changed)
         report.kept = dlq.kept
     return report
 
