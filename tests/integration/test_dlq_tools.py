@@ -221,7 +221,9 @@ async def test_replay_routes_by_x_death_and_then_by_the_bodys_type(settings, amq
     assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
 
 
-async def test_a_replay_whose_routing_key_the_worker_queue_is_not_bound_to_stays_in_the_queue(settings, amqp_url) -> None:
+async def test_a_replay_whose_routing_key_the_worker_queue_is_not_bound_to_stays_in_the_queue(
+    settings, amqp_url
+) -> None:
     await put_dead_letters(
         amqp_url, dead_letter("lost", "unknown_type", routing_key="message.deleted"),
         dead_letter("fine", "unknown_type"),

@@ -39,7 +39,10 @@ def test_values_nested_in_arrays_and_tables_are_made_safe_in_place() -> None:
     received = {"x-trace": [1, b"\xff", {"hop": b"\xfe", "at": datetime.datetime(1960, 1, 1)}], "ok": "yes"}
     safe, notes = encodable_table(received)
     assert safe == {
-        "x-trace": [1, bytearray(b"\xff"), {"hop": bytearray(b"\xfe"), "at": f"{SAFE_FORM_PREFIX}timestamp:1960-01-01T00:00:00"}],
+        "x-trace": [
+            1, bytearray(b"\xff"),
+            {"hop": bytearray(b"\xfe"), "at": f"{SAFE_FORM_PREFIX}timestamp:1960-01-01T00:00:00"},
+        ],
         "ok": "yes",
     }
     assert [note.split()[1] for note in notes] == ["x-trace[1]", "x-trace[2].hop", "x-trace[2].at"]
@@ -57,8 +60,8 @@ def test_what_no_table_can_hold_is_dropped_with_a_note_that_never_shows_it() -> 
 
 
 def test_an_encodable_table_is_returned_as_it_is_without_notes() -> None:
-    table = {"x-origin": "gateway-eu", "x-attempts": 3, "x-when": datetime.datetime(2026, 12, 1), "x-list": [True, None],
-             "x-raw": bytearray(b"\xff"), "x-nested": {"a": 1.5, "b": decimal.Decimal("1.25")}}
+    table = {"x-origin": "gateway-eu", "x-attempts": 3, "x-when": datetime.datetime(2026, 12, 1),
+             "x-list": [True, None], "x-raw": bytearray(b"\xff"), "x-nested": {"a": 1.5, "b": decimal.Decimal("1.25")}}
     assert encodable_table(table) == (table, [])
 
 

@@ -30,7 +30,9 @@ class FakeChannel:
 class FakeDelivery:
     """What settlement reads of a delivery (the attribute names of `worker.broker.delivery.Delivery`)."""
 
-    def __init__(self, channel: FakeChannel, tag: int, headers: dict[str, Any] | None = None, **properties: Any) -> None:
+    def __init__(
+        self, channel: FakeChannel, tag: int, headers: dict[str, Any] | None = None, **properties: Any
+    ) -> None:
         self.channel, self.delivery_tag, self.redelivered = channel, tag, False
         self.body, self.routing_key, self.headers = b"not json", "message.created", headers or {}
         self.content_type, self.content_encoding, self.delivery_mode = "application/cloudevents+json", None, 2
@@ -103,7 +105,9 @@ async def test_any_failure_to_publish_a_copy_requeues_the_delivery_instead_of_es
     settler.received(delivery)  # type: ignore[arg-type]
 
     with capture_logs() as logs:
-        outcome = await settler.dead_letter(delivery, Reason.INVALID_JSON, "body is not JSON", 1)  # type: ignore[arg-type]
+        outcome = await settler.dead_letter(
+            delivery, Reason.INVALID_JSON, "body is not JSON", 1  # type: ignore[arg-type]
+        )
 
     assert outcome == "requeued" and channel.sent == [("nack-requeue", 1)]
     [line] = [line for line in logs if line["event"] == "republish_failed"]

@@ -8,8 +8,8 @@ returned messages at its tail, so returning the whole queue at once, in delivery
 leaves content and order as they were, and no run ever meets a message it put back.
 
 Messages are read on the channel's aiormq layer and kept as the worker's own `Delivery`:
-aio-pika's message copy refuses properties a dead letter may well have (a delivery mode
-other than 1 or 2), and a dead letter is exactly what other code could not handle.
+aio-pika's message object refuses some properties the wire allows (a delivery mode other
+than 1 or 2), and a dead letter is exactly what other code could not handle.
 """
 
 from __future__ import annotations
@@ -321,7 +321,8 @@ async def replay(
                 dlq.keep(message)
             elif routing_key not in ROUTING_KEYS:
                 # The exchange would not have routed it to the worker either.
-                report.failed.append((event_id, f"routing key {routing_key[:MAX_ID_CHARS]!r} is not bound to the worker queue"))
+                unbound = f"routing key {routing_key[:MAX_ID_CHARS]!r} is not bound to the worker queue"
+                report.failed.append((event_id, unbound))
                 dlq.keep(message)
             elif dry_run:
                 report.would_replay.append(event_id)
@@ -333,7 +334,8 @@ async def replay(
                     # the exchange got the event the first time; `mandatory` fails when the queue is absent.
                     await publisher.publish(copy, WORKER_QUEUE)
                 except Exception as exc:  # noqa: BLE001 - reported, and the dead letter stays
-                    error = str(exc) if isinstance(exc, PublishFailed) else f"could not republish ({type(exc).__name__})"
+                    failed = isinstance(exc, PublishFailed)
+                    error = str(exc) if failed else f"could not republish ({type(exc).__name__})"
                     log.error("dead_letter_replay_failed", event_id=event_id, error=error)
                     report.failed.append((event_id, error))
                     dlq.keep(message)
