@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
+import aiormq
+import pytest
 from sqlalchemy import text
 
 from tests.integration.test_policy import policy_in_force, reject_until_dead_lettered
@@ -20,9 +22,10 @@ from tests.support.events import body as encode
 from tests.support.events import message_created, usage_recorded
 from tests.support.processes import REPO, settings_env
 from tests.support.waiting import eventually
+from tests.support.wire import RawProperties, double, long_string, publish_raw_properties, table
 from worker.broker.policy import apply_policy
 from worker.commands.dlq import discard, peek, replay, stats
-from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.contract.names import DEAD_LETTER_QUEUE, EXCHANGE, WORKER_QUEUE
 from worker.settings import Settings
 
 SECRET = "the user's private words"
@@ -171,12 +174,14 @@ async def test_replay_republishes_only_the_selected_reason_and_removes_what_was_
         copy = copies[original.message_id]
         assert copy.body == original.body
         # x-delivery-count 0: the broker's own count of this (first) delivery from the worker queue.
-        assert copy.headers == {"x-origin": "gateway-eu", "x-delivery-count": 0}
+        assert copy.headers == {"x-origin": "gateway-eu", "x-delivery-count": 0,
+                                "x-original-routing-key": original.headers["x-original-routing-key"]}
         assert (copy.content_type, copy.delivery_mode, copy.type, copy.app_id, copy.correlation_id) == (
             original.content_type, 2, original.type, original.app_id, original.correlation_id,
         )
-        assert copy.exchange == "llm.events"
-    assert copies["u1"].routing_key == "message.created" and copies["u2"].routing_key == "usage.recorded"
+        # Straight to the worker queue, not through the exchange.
+        assert (copy.exchange, copy.routing_key) == ("", WORKER_QUEUE)
+    assert copies["u2"].headers["x-original-routing-key"] == "usage.recorded"
     assert copies["u1"].timestamp.replace(tzinfo=UTC) == sent
 
 
@@ -209,20 +214,24 @@ async def test_replay_routes_by_x_death_and_then_by_the_bodys_type(settings, amq
     report = await replay(settings)
     assert report.replayed == ["crashed", "typed"]
     copies = {m.message_id: m for m in await drain_queue(amqp_url, WORKER_QUEUE)}
-    assert copies["crashed"].routing_key == "usage.recorded" and copies["typed"].routing_key == "usage.recorded"
+    assert copies["crashed"].headers.pop("x-original-routing-key") == "usage.recorded"
+    assert copies["typed"].headers["x-original-routing-key"] == "usage.recorded"
     assert copies["crashed"].headers.pop("x-delivery-count") == 0
     assert not set(FAILURE_HEADERS) & set(copies["crashed"].headers)
     assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
 
 
-async def test_a_replay_the_broker_cannot_route_stays_in_the_queue(settings, amqp_url) -> None:
+async def test_a_replay_whose_routing_key_the_worker_queue_is_not_bound_to_stays_in_the_queue(
+    settings, amqp_url
+) -> None:
     await put_dead_letters(
         amqp_url, dead_letter("lost", "unknown_type", routing_key="message.deleted"),
         dead_letter("fine", "unknown_type"),
     )
     result = await cli(settings, "dlq", "replay", "--reason", "unknown_type")
     assert result.returncode == 1
-    assert b"kept lost: broker returned the message" in result.stderr and b"replayed fine" in result.stdout
+    assert b"kept lost: routing key 'message.deleted' is not bound to the worker queue" in result.stderr
+    assert b"replayed fine" in result.stdout
     assert await dead_letter_ids(amqp_url) == ["lost"]
     assert [m.message_id for m in await drain_queue(amqp_url, WORKER_QUEUE)] == ["fine"]
 
@@ -316,3 +325,84 @@ async def test_retention_counts_from_when_the_worker_dead_lettered_the_event(set
     )
     assert (await discard(settings, reason="invalid_event", older_than=timedelta(days=14))).discarded == ["stale"]
     assert await dead_letter_ids(amqp_url) == ["late"]
+
+
+async def test_replayed_event_goes_to_the_worker_queue_alone(db, worker, amqp_url, settings) -> None:
+    user_id = await create_user(db)
+    event = message_created(user_id, prompt_tokens=7, completion_tokens=1)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        other = await channel.declare_queue("another-subscriber", durable=True)
+        await other.bind(EXCHANGE, "#")
+        await put_dead_letters(amqp_url, dead_letter(event["id"], "retries_exhausted", event=event))
+
+        report = await replay(settings)
+        assert report.replayed == [event["id"]] and report.failed == []
+        await eventually(lambda: has_tokens(db, user_id, 8))
+        await eventually(lambda: idle(worker, amqp_url))
+        assert await queue_depth(amqp_url, "another-subscriber") == 0
+        assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
+    finally:
+        await connection.close()
+
+
+async def test_a_replay_without_a_worker_queue_fails_and_keeps_the_dead_letter(settings, amqp_url) -> None:
+    await put_dead_letters(amqp_url, dead_letter("orphan", "unknown_user"))
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        await (await connection.channel()).queue_delete(WORKER_QUEUE)
+    finally:
+        await connection.close()
+
+    result = await cli(settings, "dlq", "replay")
+    assert result.returncode == 1
+    assert b"kept orphan: broker returned the message for 'llm.events.worker' (unroutable)" in result.stderr
+    assert await dead_letter_ids(amqp_url) == ["orphan"]
+
+
+async def put_odd_dead_letter(amqp_url: str, event_id: str, reason: str, body: bytes, delivery_mode: int = 2) -> None:
+    """A dead letter whose headers pamqp decodes but would not encode."""
+    await declare_worker_topology(amqp_url, [1])
+    headers = table(
+        {"x-error-reason": reason, "x-error-detail": f"{reason} (test)", "x-attempts": 1,
+         "x-original-routing-key": "message.created"},
+        {"x-origin": long_string(b"gateway-\xff\xfe"), "x-score": double(1e300)},
+    )
+    properties = RawProperties(headers, content_type="application/cloudevents+json", message_id=event_id,
+                               delivery_mode=delivery_mode, timestamp=datetime.now(UTC))
+    await publish_raw_properties(amqp_url, DEAD_LETTER_QUEUE, body, properties)
+
+
+async def test_dead_letters_with_headers_pamqp_cannot_write_are_shown_replayed_and_discarded(
+    db, worker, amqp_url, settings
+) -> None:
+    user_id = await create_user(db)
+    event = message_created(user_id, prompt_tokens=4, completion_tokens=1, content=SECRET)
+    await put_odd_dead_letter(amqp_url, event["id"], "unknown_user", encode(event))
+    await put_odd_dead_letter(amqp_url, "odd-json", "invalid_json", b"not json")
+
+    peeked = await cli(settings, "dlq", "peek")
+    assert peeked.returncode == 0, peeked.stderr.decode()
+    out = peeked.stdout.decode()
+    assert f"event_id={event['id']} reason=unknown_user routing_key=message.created" in out
+    assert "header x-score: 1e+300" in out and "header x-origin: gateway-" in out
+    assert b"Traceback" not in peeked.stderr and SECRET not in out
+    assert await stats(settings) == {"unknown_user": 1, "invalid_json": 1}
+
+    replayed = await cli(settings, "dlq", "replay", "--reason", "unknown_user")
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    assert f"replayed {event['id']}".encode() in replayed.stdout
+    await eventually(lambda: has_tokens(db, user_id, 5))
+
+    discarded = await cli(settings, "dlq", "discard", "--reason", "invalid_json")
+    assert discarded.returncode == 0, discarded.stderr.decode()
+    assert b"discarded 1" in discarded.stdout and b"Traceback" not in discarded.stderr
+    await eventually(lambda: idle(worker, amqp_url))
+    assert await queue_depth(amqp_url, DEAD_LETTER_QUEUE) == 0
+
+
+async def test_the_broker_refuses_a_delivery_mode_other_than_1_or_2(amqp_url) -> None:
+    # So no dead letter can carry one; the worker's copies would replace it by 2 anyway.
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="delivery_mode_unknown"):
+        await put_odd_dead_letter(amqp_url, "odd-mode", "invalid_json", b"not json", delivery_mode=3)

@@ -82,7 +82,7 @@ class Pipeline:
         error = applied.result
         if isinstance(error, RetryLater):
             outcome = await self.settler.retry(delivery, error, attempts)
-            return Settlement(delivery, event, Settled(outcome), attempts, time.perf_counter(),
+            return Settlement(delivery, event, outcome, attempts, time.perf_counter(),
                               reason=str(error.reason), detail=error.detail)
         assert isinstance(error, EventRejected)
         return await self._dead_letter(delivery, event, error, attempts)
@@ -91,5 +91,5 @@ class Pipeline:
         self, delivery: Delivery, event: Event | None, error: EventRejected, attempts: int
     ) -> Settlement:
         outcome = await self.settler.dead_letter(delivery, error.reason, error.detail, attempts)
-        return Settlement(delivery, event, Settled(outcome), attempts, time.perf_counter(),
+        return Settlement(delivery, event, outcome, attempts, time.perf_counter(),
                           reason=str(error.reason), detail=error.detail)

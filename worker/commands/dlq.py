@@ -6,6 +6,10 @@ even for `peek -n 1`). What a command keeps stays unacknowledged on its channel 
 scan ends and is then returned in one `nack(multiple, requeue)`. A quorum queue puts
 returned messages at its tail, so returning the whole queue at once, in delivery order,
 leaves content and order as they were, and no run ever meets a message it put back.
+
+Messages are read on the channel's aiormq layer and kept as the worker's own `Delivery`:
+aio-pika's message object refuses some properties the wire allows (a delivery mode other
+than 1 or 2), and a dead letter is exactly what other code could not handle.
 """
 
 from __future__ import annotations
@@ -24,19 +28,22 @@ from typing import Any
 import aio_pika
 import orjson
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp import commands as spec
 
 from worker.broker.connection import amqp_url
+from worker.broker.delivery import Delivery
 from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
 from worker.broker.settlement import (
     BROKER_HISTORY_HEADERS,
     HEADER_DEAD_LETTERED_AT,
     HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_RETRY_CYCLES,
     HEADER_RETRY_REASON,
     HEADER_RETRY_STEP,
+    MAX_NOTES,
     copy_message,
 )
-from worker.broker.topology import declare_exchange
 from worker.contract.names import (
     DEAD_LETTER_QUEUE,
     HEADER_ATTEMPTS,
@@ -44,6 +51,8 @@ from worker.contract.names import (
     HEADER_DELIVERY_COUNT,
     HEADER_DETAIL,
     HEADER_REASON,
+    ROUTING_KEYS,
+    WORKER_QUEUE,
 )
 from worker.contract.reasons import Reason
 from worker.settings import Settings
@@ -59,6 +68,7 @@ REPLAY_DROPPED_HEADERS = frozenset(
         HEADER_DEATH,
         HEADER_RETRY_REASON,
         HEADER_RETRY_STEP,
+        HEADER_RETRY_CYCLES,
         HEADER_ORIGINAL_ROUTING_KEY,
         HEADER_DELIVERY_COUNT,
         HEADER_DEAD_LETTERED_AT,
@@ -74,7 +84,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 # --- reading one dead letter --------------------------------------------------------------
 
 
-def reason_of(message: AbstractIncomingMessage) -> str:
+def reason_of(message: Delivery) -> str:
     """`x-error-reason`; `delivery_limit` for what the broker dead-lettered itself (only `x-death`)."""
     headers = message.headers or {}
     reason = _text(headers.get(HEADER_REASON))
@@ -83,7 +93,7 @@ def reason_of(message: AbstractIncomingMessage) -> str:
     return str(Reason.DELIVERY_LIMIT) if headers.get(HEADER_DEATH) else UNKNOWN_REASON
 
 
-def routing_key_of(message: AbstractIncomingMessage) -> str | None:
+def routing_key_of(message: Delivery) -> str | None:
     """The gateway's routing key: our header, else the broker's first death record, else the body's `type`."""
     headers = message.headers or {}
     original = _text(headers.get(HEADER_ORIGINAL_ROUTING_KEY))
@@ -97,13 +107,13 @@ def routing_key_of(message: AbstractIncomingMessage) -> str | None:
     return event_type if isinstance(event_type, str) and event_type else None
 
 
-def event_id_of(message: AbstractIncomingMessage) -> str | None:
+def event_id_of(message: Delivery) -> str | None:
     """The event's id (AMQP `message_id`, else the body's `id`); never any other part of the body."""
     candidate = message.message_id or _parsed_body(message).get("id")
     return candidate[:MAX_ID_CHARS] if isinstance(candidate, str) and candidate else None
 
 
-def dead_since(message: AbstractIncomingMessage) -> datetime | None:
+def dead_since(message: Delivery) -> datetime | None:
     """When the event was dead-lettered (by the worker's stamp or the broker's `x-death`), else
     when it was published (`timestamp`)."""
     headers = message.headers or {}
@@ -118,9 +128,12 @@ def dead_since(message: AbstractIncomingMessage) -> datetime | None:
     return None
 
 
-def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """Body and properties as they are, without the headers that record the failure."""
+def replay_copy(message: Delivery, routing_key: str) -> tuple[aio_pika.Message, list[str]]:
+    """Body and properties as they are, without the headers that record the failure, with the
+    gateway's routing key (the copy goes to the worker queue by name); and notes of what had to
+    change so that the copy can be encoded."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in REPLAY_DROPPED_HEADERS}
+    headers[HEADER_ORIGINAL_ROUTING_KEY] = routing_key
     return copy_message(message, headers)
 
 
@@ -137,7 +150,7 @@ def _deaths(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [d for d in deaths if isinstance(d, Mapping)] if isinstance(deaths, list | tuple) else []
 
 
-def _parsed_body(message: AbstractIncomingMessage) -> dict[str, Any]:
+def _parsed_body(message: Delivery) -> dict[str, Any]:
     try:
         parsed = orjson.loads(message.body)
     except orjson.JSONDecodeError:
@@ -146,7 +159,7 @@ def _parsed_body(message: AbstractIncomingMessage) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else ""
 
@@ -169,7 +182,7 @@ class DeadLetterQueue:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.depth = 0
-        self._kept: AbstractIncomingMessage | None = None
+        self._kept: Delivery | None = None
         self.kept = 0
 
     async def __aenter__(self) -> DeadLetterQueue:
@@ -178,8 +191,9 @@ class DeadLetterQueue:
         self.connection: AbstractConnection = await aio_pika.connect(url)
         try:
             self.channel: AbstractChannel = await self.connection.channel()
-            self.queue: AbstractQueue = await self.channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
-            self.depth = self.queue.declaration_result.message_count or 0
+            queue = await self.channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
+            self.depth = queue.declaration_result.message_count or 0
+            self.raw = await self.channel.get_underlay_channel()
         except aio_pika.exceptions.ChannelNotFoundEntity as exc:
             await self.connection.close()
             raise DeadLetterQueueMissing(f"queue {DEAD_LETTER_QUEUE!r} does not exist in this vhost") from exc
@@ -194,36 +208,35 @@ class DeadLetterQueue:
         finally:
             await self.connection.close()
 
-    async def scan(self) -> AsyncIterator[AbstractIncomingMessage]:
+    async def scan(self) -> AsyncIterator[Delivery]:
         """The messages that were in the queue at the start, each once, head first.
 
         Callers take or keep every one: stopping early would return the first part behind
         the rest and change the order.
         """
         for _ in range(self.depth):
-            message = await self.queue.get(no_ack=False, fail=False)
-            if message is None:
+            message = await self.raw.basic_get(DEAD_LETTER_QUEUE, no_ack=False)
+            if isinstance(message.delivery, spec.Basic.GetEmpty):
                 return
-            yield message
+            yield Delivery(message)
 
-    def keep(self, message: AbstractIncomingMessage) -> None:
+    def keep(self, message: Delivery) -> None:
         """Leave the message in the queue (returned when the scan ends, not now: see module doc)."""
         self._kept = message
         self.kept += 1
 
-    async def remove(self, message: AbstractIncomingMessage) -> None:
+    async def remove(self, message: Delivery) -> None:
         await message.ack()
 
     async def return_kept(self) -> None:
         """Return every kept message in one go; the highest tag covers all unsettled ones below it."""
         kept, self._kept = self._kept, None
-        if kept is not None and not self.channel.is_closed:
-            await kept.nack(multiple=True, requeue=True)
+        if kept is not None and not self.raw.is_closed:
+            await self.raw.basic_nack(kept.delivery_tag, multiple=True, requeue=True)
 
 
-async def open_publisher(connection: AbstractConnection, settings: Settings) -> tuple[ConfirmedPublisher, Any]:
-    channel = await open_publisher_channel(connection)
-    return ConfirmedPublisher(channel, settings.publish_timeout_s), await declare_exchange(channel)
+async def open_publisher(connection: AbstractConnection, settings: Settings) -> ConfirmedPublisher:
+    return ConfirmedPublisher(await open_publisher_channel(connection), settings.publish_timeout_s)
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -288,10 +301,10 @@ class ReplayReport:
 async def replay(
     settings: Settings, *, reason: str | None = None, limit: int | None = None, dry_run: bool = False
 ) -> ReplayReport:
-    """Republish selected dead letters to the exchange; each leaves the queue only once confirmed."""
+    """Republish selected dead letters to the worker queue; each leaves the queue only once confirmed."""
     report = ReplayReport()
     async with DeadLetterQueue(settings) as dlq:
-        publisher, exchange = await open_publisher(dlq.connection, settings)
+        publisher = await open_publisher(dlq.connection, settings)
         stopped = False
         async for message in dlq.scan():
             chosen = len(report.replayed) + len(report.would_replay)
@@ -306,15 +319,25 @@ async def replay(
             if routing_key is None:
                 report.unroutable.append(event_id)
                 dlq.keep(message)
+            elif routing_key not in ROUTING_KEYS:
+                # The exchange would not have routed it to the worker either.
+                unbound = f"routing key {routing_key[:MAX_ID_CHARS]!r} is not bound to the worker queue"
+                report.failed.append((event_id, unbound))
+                dlq.keep(message)
             elif dry_run:
                 report.would_replay.append(event_id)
                 dlq.keep(message)
             else:
                 try:
-                    await publisher.publish(replay_copy(message), routing_key, exchange=exchange)
-                except PublishFailed as exc:
-                    log.error("dead_letter_replay_failed", event_id=event_id, error=str(exc))
-                    report.failed.append((event_id, str(exc)))
+                    copy, notes = replay_copy(message, routing_key)
+                    # Through the default exchange to the worker queue alone: other subscribers of
+                    # the exchange got the event the first time; `mandatory` fails when the queue is absent.
+                    await publisher.publish(copy, WORKER_QUEUE)
+                except Exception as exc:  # noqa: BLE001 - reported, and the dead letter stays
+                    failed = isinstance(exc, PublishFailed)
+                    error = str(exc) if failed else f"could not republish ({type(exc).__name__})"
+                    log.error("dead_letter_replay_failed", event_id=event_id, error=error)
+                    report.failed.append((event_id, error))
                     dlq.keep(message)
                     # A lost channel fails every later publish too: keep the rest as it is.
                     stopped = publisher.channel.is_closed
@@ -323,7 +346,9 @@ async def replay(
                 # the worker's inbox ignores.
                 await dlq.remove(message)
                 report.replayed.append(event_id)
-                log.info("dead_letter_replayed", event_id=event_id, routing_key=routing_key, reason=reason_of(message))
+                changed = {"headers_changed": notes[:MAX_NOTES]} if notes else {}
+                log.info("dead_letter_replayed", event_id=event_id, routing_key=routing_key, reason=reason_of(message),
+                         **changed)
         report.kept = dlq.kept
     return report
 
@@ -363,7 +388,7 @@ async def discard(settings: Settings, *, reason: str, older_than: timedelta | No
     return report
 
 
-def _properties(message: AbstractIncomingMessage) -> dict[str, Any]:
+def _properties(message: Delivery) -> dict[str, Any]:
     values = {
         "content_type": message.content_type,
         "content_encoding": message.content_encoding,
@@ -391,7 +416,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     peek_parser.add_argument("--show-body", action="store_true", help="also print bodies: they hold user content")
     peek_parser.set_defaults(handler=run_peek)
 
-    replay_parser = commands.add_parser("replay", help="republish dead letters to the exchange")
+    replay_parser = commands.add_parser("replay", help="republish dead letters to the worker queue")
     replay_parser.add_argument("--reason", default=None, help="only dead letters with this reason")
     replay_parser.add_argument("--limit", type=int, default=None, help="replay at most this many")
     replay_parser.add_argument("--dry-run", action="store_true", help="show what would be replayed; change nothing")
@@ -477,7 +502,7 @@ def run_discard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _printable(value: Any) -> str:
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     if isinstance(value, datetime):
         return _aware(value).isoformat()
