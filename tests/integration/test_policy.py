@@ -17,6 +17,7 @@ from tests.support.waiting import eventually
 from worker.broker.management import ManagementClient, vhost_of
 from worker.broker.policy import WORKER_QUEUE_POLICY, QueuePolicy, apply_policy, check_policy
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
+from worker.errors import StartupRefused
 from worker.runtime.app import start_worker, stop_worker
 from worker.settings import Settings
 
@@ -147,7 +148,7 @@ async def test_with_the_policy_a_message_rejected_twenty_times_is_dead_lettered_
 
 async def test_the_worker_refuses_to_start_without_the_queue_policy(database_url, amqp_url) -> None:
     settings = make_settings(database_url, amqp_url, require_queue_policy=True)
-    with pytest.raises(RuntimeError, match="policy"):
+    with pytest.raises(StartupRefused, match="policy"):
         await start_worker(settings)
 
 

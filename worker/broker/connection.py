@@ -34,4 +34,7 @@ def broker_unreachable(error: BaseException) -> str | None:
     """
     if isinstance(error, AMQPConnectionError | ConnectionError | OSError | asyncio.TimeoutError):
         return type(error).__name__
+    if isinstance(error, StopAsyncIteration):
+        # aiormq's frame reader met the end of the stream: the peer closed during the handshake.
+        return "connection closed during the handshake"
     return None
