@@ -2,14 +2,15 @@
 
 Strict where money is involved: integers must be JSON integers within bounds (`"5"`,
 `5.0` and `true` are refused), UUIDs and RFC 3339 timestamps must be strings that parse,
-and unknown extra fields are ignored (tolerant reader).
+and unknown extra fields are ignored (tolerant reader). A timestamp must also name an
+instant the database driver can carry: one within the years 1 to 9999 once in UTC.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -32,6 +33,15 @@ def _require_rfc3339(value: Any) -> Any:
     return value
 
 
+def _require_utc_range(value: datetime) -> datetime:
+    # asyncpg sends an instant in UTC: `0001-01-01T00:00:00+01:00` parses, but is year 0 there.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be within the years 1 to 9999 in UTC") from None
+    return value
+
+
 def _require_json_media_type(value: str) -> str:
     if value.split(";", 1)[0].strip().lower() != "application/json":
         raise ValueError("must be application/json when present")
@@ -40,7 +50,7 @@ def _require_json_media_type(value: str) -> str:
 
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 UUIDString = Annotated[UUID, BeforeValidator(_require_str)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_utc_range)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 ModelName = Annotated[StrictStr, Field(max_length=100)]
 
@@ -129,3 +139,5 @@ class Event:
     data: EventData
     published_at: datetime | None = None
     """The envelope `time` as sent (None when absent): the start of publish-to-commit latency."""
+    metadata_json: str | None = None
+    """`data.metadata` of a message event as JSON text, each number in the digits it was sent with."""
