@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from tests.support.amqp import Gateway
 from tests.support.db import rows, scalar
@@ -44,6 +45,24 @@ async def test_metadata_numbers_are_stored_as_they_were_sent(db, worker, amqp_ur
     assert _numbers(row["text"].encode()) == _numbers(SENT_METADATA)
 
 
+async def test_the_instants_next_to_the_ends_of_the_range_are_stored_as_sent(db, worker, amqp_url, user_id) -> None:
+    sent = {"0001-01-01T00:00:00.000001Z": "0001-01-01 00:00:00.000001+00",
+            "9999-12-31T23:59:59.999998+00:00": "9999-12-31 23:59:59.999998+00"}
+    events = [message_created(user_id, created_at=stamp) for stamp in sent]
+    async with Gateway(amqp_url) as gateway:
+        for event in events:
+            await gateway.publish(event)
+    ids = [uuid.UUID(event["data"]["message_id"]) for event in events]
+    await eventually(lambda: _all_stored(db, ids), timeout=20)
+    async with db.connect() as conn:
+        await conn.exec_driver_sql("SET TIME ZONE 'UTC'")
+        for event, expected in zip(events, sent.values(), strict=True):
+            stored = await conn.scalar(
+                text("SELECT created_at::text FROM messages WHERE id = :id"), {"id": uuid.UUID(event["data"]["message_id"])}
+            )
+            assert stored == expected
+
+
 @pytest.mark.parametrize(
     "number",
     ["1e131071", "1e131072", "9.99e131071", "0.0001e131075", "1e-16383", "1e-16384", "1.5e-16383", "0e999999",
@@ -75,6 +94,10 @@ def _decoder_accepts(number: str) -> bool:
 
 def _numbers(text: bytes) -> object:
     return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+async def _all_stored(db, ids: list[uuid.UUID]) -> bool:
+    return await scalar(db, "SELECT count(*) FROM messages WHERE id = ANY(:ids)", ids=ids) == len(ids)
 
 
 async def _stored(db, message_id: uuid.UUID) -> bool:

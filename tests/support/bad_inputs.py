@@ -48,7 +48,7 @@ def _with_metadata_text(user_id: uuid.UUID, text: bytes) -> bytes:
 def corpus(user_id: uuid.UUID) -> list[BadInput]:
     """Bad inputs for an existing user, so only the defect named decides the outcome."""
     deep = b'{"k":' * 3000 + b"1" + b"}" * 3000
-    out_of_utc_range = "Value error, must be within the years 1 to 9999 in UTC"
+    out_of_utc_range = "Value error, must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
     usage_without_model = usage_recorded(user_id)
     del usage_without_model["data"]["model"]
     return [
@@ -84,6 +84,8 @@ def corpus(user_id: uuid.UUID) -> list[BadInput]:
         BadInput("time-before-year-1-in-utc", _envelope(user_id, time="0001-01-01T00:00:00+01:00"), "invalid_event",
                  detail=f"time: {out_of_utc_range}"),
         BadInput("created-at-after-year-9999-in-utc", _msg(user_id, created_at="9999-12-31T23:59:59-01:00"),
+                 "invalid_event", detail=f"data.created_at: {out_of_utc_range}"),
+        BadInput("created-at-on-the-instant-stored-as-infinity", _msg(user_id, created_at="9999-12-31T23:59:59.999999Z"),
                  "invalid_event", detail=f"data.created_at: {out_of_utc_range}"),
         BadInput("metadata-number-beyond-numeric", _with_metadata_text(user_id, b'{"n":1e131072}'), "invalid_event"),
         BadInput("metadata-key-with-nul", _msg(user_id, metadata={"secret-key\x00": 1}), "invalid_event",

@@ -3,7 +3,8 @@
 Strict where money is involved: integers must be JSON integers within bounds (`"5"`,
 `5.0` and `true` are refused), UUIDs and RFC 3339 timestamps must be strings that parse,
 and unknown extra fields are ignored (tolerant reader). A timestamp must also name an
-instant the database driver can carry: one within the years 1 to 9999 once in UTC.
+instant the database driver carries as sent: one within the years 1 to 9999 once in UTC,
+other than the first and the last microsecond of that range.
 """
 
 from __future__ import annotations
@@ -33,12 +34,17 @@ def _require_rfc3339(value: Any) -> Any:
     return value
 
 
-def _require_utc_range(value: datetime) -> datetime:
-    # asyncpg sends an instant in UTC: `0001-01-01T00:00:00+01:00` parses, but is year 0 there.
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("must be within the years 1 to 9999 in UTC") from None
+# asyncpg sends an instant in UTC (`0001-01-01T00:00:00+01:00` parses, but is year 0 there),
+# and sends these two instants as PostgreSQL's -infinity and infinity.
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def _require_storable_instant(value: datetime) -> datetime:
+    # Comparing aware datetimes subtracts their offsets without building a datetime in UTC:
+    # no OverflowError at the ends of the range.
+    if not _FIRST_INSTANT < value < _LAST_INSTANT:
+        raise ValueError("must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z")
     return value
 
 
@@ -50,7 +56,7 @@ def _require_json_media_type(value: str) -> str:
 
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 UUIDString = Annotated[UUID, BeforeValidator(_require_str)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_utc_range)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_storable_instant)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 ModelName = Annotated[StrictStr, Field(max_length=100)]
 
