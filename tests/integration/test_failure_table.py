@@ -70,6 +70,7 @@ async def _bad_inputs_flow(db, amqp_url) -> None:
         assert message.content_type == case.content_type
         detail = message.headers["x-error-detail"]
         assert detail and b"\x00" not in detail.encode() and "hello from a test" not in detail
+        assert case.detail in (None, detail), f"{case.name}: {detail}"
     assert set(dead) == {case.name for case in cases}
     assert await queue_depth(amqp_url, WORKER_QUEUE) == 0
 

@@ -15,6 +15,8 @@ class BadInput:
     reason: str
     routing_key: str = "message.created"
     content_type: str | None = "application/cloudevents+json"
+    detail: str | None = None
+    """The whole `x-error-detail`, where a case makes sure nothing of the value is echoed."""
 
 
 def _msg(user_id: uuid.UUID, **data: object) -> bytes:
@@ -39,9 +41,14 @@ def _nested(levels: int) -> dict:
     return value
 
 
+def _with_metadata_text(user_id: uuid.UUID, text: bytes) -> bytes:
+    return _msg(user_id, metadata={}).replace(b'"metadata":{}', b'"metadata":' + text)
+
+
 def corpus(user_id: uuid.UUID) -> list[BadInput]:
     """Bad inputs for an existing user, so only the defect named decides the outcome."""
     deep = b'{"k":' * 3000 + b"1" + b"}" * 3000
+    out_of_utc_range = "Value error, must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
     usage_without_model = usage_recorded(user_id)
     del usage_without_model["data"]["model"]
     return [
@@ -74,7 +81,19 @@ def corpus(user_id: uuid.UUID) -> list[BadInput]:
         BadInput("body-over-4mib", _msg(user_id, metadata={"blob": "y" * (4 * 1024 * 1024)}), "invalid_event"),
         BadInput("usage-without-model", body(usage_without_model), "invalid_event", routing_key="usage.recorded"),
         BadInput("wrong-content-type", _msg(user_id), "invalid_event", content_type="text/plain"),
-        BadInput("unknown-type", _envelope(user_id, type="message.deleted"), "unknown_type"),
+        BadInput("time-before-year-1-in-utc", _envelope(user_id, time="0001-01-01T00:00:00+01:00"), "invalid_event",
+                 detail=f"time: {out_of_utc_range}"),
+        BadInput("created-at-after-year-9999-in-utc", _msg(user_id, created_at="9999-12-31T23:59:59-01:00"),
+                 "invalid_event", detail=f"data.created_at: {out_of_utc_range}"),
+        BadInput("created-at-on-the-instant-stored-as-infinity", _msg(user_id, created_at="9999-12-31T23:59:59.999999Z"),
+                 "invalid_event", detail=f"data.created_at: {out_of_utc_range}"),
+        BadInput("metadata-number-beyond-numeric", _with_metadata_text(user_id, b'{"n":1e131072}'), "invalid_event"),
+        BadInput("metadata-key-with-nul", _msg(user_id, metadata={"secret-key\x00": 1}), "invalid_event",
+                 detail="data.metadata has a key that contains a NUL character or a lone surrogate"),
+        BadInput("uuid-with-a-telling-character", _msg(user_id, conversation_id=f"{uuid.uuid4()}"[:-1] + "Q"),
+                 "invalid_event", detail="data.conversation_id: Input should be a valid UUID"),
+        BadInput("unknown-type", _envelope(user_id, type="message.deleted"), "unknown_type",
+                 detail="type is not one this worker handles"),
         BadInput("type-disagrees-with-routing-key", _envelope(user_id, type="chat.started"), "unknown_type",
                  routing_key="usage.recorded"),
     ]

@@ -30,11 +30,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`python -m worker run` in a child process, its log in a file."""
+    """`python -m worker run` in a child process, its log in a file.
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    `command` and `cwd` run another installation of the worker (an installed wheel's `worker`).
+    """
+
+    def __init__(
+        self, settings: Settings, log_path: Path, command: tuple[str, ...] | None = None, cwd: Path = REPO
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = command or (sys.executable, "-m", "worker")
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -42,7 +49,7 @@ class WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], cwd=REPO, env=settings_env(self.settings), stdout=log, stderr=log
+            [*self.command, "run"], cwd=self.cwd, env=settings_env(self.settings), stdout=log, stderr=log
         )
         return self
 

@@ -266,3 +266,106 @@ def test_the_one_step_validation_decides_as_the_step_by_step_one(
         patch.setattr(decoding, "WHOLE_MODELS", {})
         step_by_step = _outcome(raw)
     assert fast == step_by_step
+
+
+@pytest.mark.parametrize("field", ["time", "created_at"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        # asyncpg would send these two as -infinity and infinity.
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999+00:00",
+    ],
+)
+def test_a_timestamp_the_database_would_not_hold_as_sent_is_an_invalid_event(field: str, stamp: str) -> None:
+    event = message_created(uuid.uuid4())
+    (event if field == "time" else event["data"])[field] = stamp
+    error = rejection(body(event))
+    assert error.reason is Reason.INVALID_EVENT
+    rule = "Value error, must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
+    assert error.detail == f"{'time' if field == 'time' else 'data.created_at'}: {rule}"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00.000001Z", "0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59.999998Z",
+              "9999-12-31T23:59:59.999999+01:00"],
+)
+def test_the_instants_next_to_the_ends_of_the_range_are_accepted(stamp: str) -> None:
+    assert decode(with_data(created_at=stamp)).data.created_at == datetime.fromisoformat(stamp)
+
+
+def _with_metadata_text(text: bytes) -> bytes:
+    return with_data(metadata={}).replace(b'"metadata":{}', b'"metadata":' + text)
+
+
+EXACT_NUMBERS = [
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"1" * 5000,
+    b"1e400",
+    b"-1E-400",
+    b"0.1000000000000000055511151231257827",
+    b"1.50",
+    b"1E2",
+    b"-0.0",
+]
+
+
+@pytest.mark.parametrize("number", EXACT_NUMBERS, ids=lambda n: n.decode()[:24])
+def test_a_metadata_number_keeps_the_digits_it_was_sent_with(number: bytes) -> None:
+    event = decode(_with_metadata_text(b'{"n":' + number + b',"list":[1,' + number + b']}'))
+    assert event.metadata_json == '{"n":' + number.decode() + ',"list":[1,' + number.decode() + "]}"
+
+
+def test_metadata_without_a_float_or_a_wide_integer_is_written_by_orjson() -> None:
+    event = decode(with_data(metadata={"finish_reason": "stop", "latency_ms": 1834, "big": 2**64 - 1}))
+    assert orjson.loads(event.metadata_json) == {"finish_reason": "stop", "latency_ms": 1834, "big": 2**64 - 1}
+    assert decode(with_data(metadata=None)).metadata_json is None
+    assert decode(body(usage_recorded(uuid.uuid4()))).metadata_json is None
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"1e131072", b"-9e131072", b"1e-16384", b"1.5e-16383", b"0.000e-99999", b"1e99999999999", b"1" * 131073],
+    ids=lambda n: n.decode()[:24],
+)
+def test_a_metadata_number_postgresql_cannot_hold_is_an_invalid_event(number: bytes) -> None:
+    with pytest.raises(EventRejected) as caught:
+        decode_event(_with_metadata_text(b'{"n":[' + number + b"]}"), None, NOW, Limits())
+    error = caught.value
+    assert error.reason is Reason.INVALID_EVENT
+    assert "data.metadata" in error.detail and number.decode()[:6] not in error.detail
+
+
+def test_a_wide_number_outside_metadata_is_not_stored_so_not_refused() -> None:
+    raw = with_data(metadata={"x": 1.5}).replace(b'"role"', b'"future_field":1e999999,"role"')
+    assert decode(raw).metadata_json == '{"x":1.5}'
+
+
+@pytest.mark.parametrize(
+    ("changes", "leak"),
+    [
+        ({"user_id": "LEAKED-not-a-uuid"}, "L"),
+        ({"user_id": "123e4567-e89b-12d3-a456-42661417400Q"}, "Q"),
+        ({"conversation_id": "12345"}, "5"),
+        ({"created_at": "2026-11-28T07:00:00+25:00"}, "25"),
+        ({"metadata": {"LEAKED": "x\x00"}}, "LEAKED"),
+        ({"LEAKED": "x\x00"}, "LEAKED"),
+        ({"metadata": {"k": {"LEAKED\x00": 1}}}, "LEAKED"),
+    ],
+)
+def test_a_detail_names_the_field_and_the_rule_never_a_part_of_the_value(changes: dict, leak: str) -> None:
+    error = rejection(with_data(**changes))
+    assert error.reason is Reason.INVALID_EVENT
+    assert f"`{leak}`" not in error.detail and "LEAKED" not in error.detail and "found" not in error.detail
+    assert error.detail.startswith("data")
+
+
+def test_an_unknown_type_is_not_quoted_in_the_detail() -> None:
+    event = message_created(uuid.uuid4())
+    event["type"] = "LEAKED.type"
+    error = rejection(body(event))
+    assert error.reason is Reason.UNKNOWN_TYPE
+    assert "LEAKED" not in error.detail and error.detail.startswith("type")

@@ -1,13 +1,19 @@
 """Bytes off the wire to a validated `Event`, or `EventRejected` with the contract's reason.
 
 Checks run in the contract's order: body, envelope, type, data. Error details name the
-field and the rule, never the offending value (it may be user content).
+field and the rule, never the offending value or any part of it (it may be user content).
+
+`data.metadata` is stored as PostgreSQL jsonb, whose numbers are exact decimals: its JSON
+text keeps every number in the digits it was sent with (a float or a 64-bit integer would
+not), and a number jsonb cannot hold is refused here rather than failing in the database.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+import re
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +44,23 @@ WHOLE_MODELS: dict[str, type[Envelope]] = {
 }
 MAX_METADATA_DEPTH = 64
 MAX_DETAIL_CHARS = 300
+# Context entries of a pydantic error that are the rule's own parameters; any other entry
+# (a parser's explanation, such as the character a UUID failed on) may quote the input.
+RULE_CONTEXT = frozenset({"expected", "ge", "gt", "le", "lt", "min_length", "max_length", "class_name"})
+# Rules of the pydantic errors whose message ends in such an explanation.
+PARSER_RULES = {
+    "uuid_parsing": "Input should be a valid UUID",
+    "uuid_version": "Input should be a valid UUID",
+    "datetime_parsing": "Input should be a valid datetime",
+    "datetime_from_date_parsing": "Input should be a valid datetime",
+    "datetime_object_invalid": "Input should be a valid datetime",
+}
+# PostgreSQL's numeric (jsonb's numbers): at most 131072 digits before the decimal point
+# and 16383 after it, and an exponent the parser reads into half an int.
+NUMERIC_MAX_WEIGHT = 131071
+NUMERIC_MAX_SCALE = 16383
+NUMERIC_MAX_EXPONENT = 2**30 - 1
+_JSON_NUMBER = re.compile(r"-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?)(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -59,28 +82,32 @@ def decode_event(body: bytes, content_type: str | None, received_at: datetime, l
         except ValidationError:
             pass  # The step-by-step path below says what is wrong, in the contract's order.
         else:
-            _check_depth(envelope.data.metadata if isinstance(envelope.data, MessageCreatedData) else None)
-            return _event(envelope, envelope.data, received_at, limits)
+            data = envelope.data
+            inexact = _check_metadata(data.metadata) if isinstance(data, MessageCreatedData) else False
+            return _event(envelope, data, received_at, limits, body, inexact)
     envelope = _validate(Envelope, document, prefix="")
     if not clean:
-        _check_strings(
-            {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}, "", depth_limit=None
-        )
+        envelope_fields = {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}
+        _check_fields(envelope_fields, "", Envelope.model_fields)
     data_model = DATA_MODELS.get(envelope.type)
     if data_model is None:
-        raise EventRejected(Reason.UNKNOWN_TYPE, f"type {_quote(envelope.type)} is not handled by this worker")
-    if clean:
-        _check_depth(envelope.data.get("metadata"))
-    else:
-        _check_data_strings(envelope.data)
+        raise EventRejected(Reason.UNKNOWN_TYPE, "type is not one this worker handles")
+    if not clean:
+        _check_fields({k: v for k, v in envelope.data.items() if k != "metadata"}, "data.", data_model.model_fields)
+    inexact = _check_metadata(envelope.data.get("metadata"))
     data = _validate(data_model, envelope.data, prefix="data.")
-    return _event(envelope, data, received_at, limits)
+    return _event(envelope, data, received_at, limits, body, inexact)
 
 
-def _event(envelope: Envelope, data: Any, received_at: datetime, limits: Limits) -> Event:
+def _event(
+    envelope: Envelope, data: Any, received_at: datetime, limits: Limits, body: bytes, inexact: bool
+) -> Event:
+    metadata_json = None
     if isinstance(data, MessageCreatedData):
         if len(data.content.encode("utf-8")) > limits.max_content_bytes:
             raise EventRejected(Reason.INVALID_EVENT, f"data.content is over {limits.max_content_bytes} bytes")
+        if data.metadata is not None:
+            metadata_json = _exact_metadata_json(body) if inexact else orjson.dumps(data.metadata).decode()
     return Event(
         id=envelope.id,
         source=envelope.source,
@@ -88,6 +115,7 @@ def _event(envelope: Envelope, data: Any, received_at: datetime, limits: Limits)
         time=envelope.time or received_at,
         data=data,
         published_at=envelope.time,
+        metadata_json=metadata_json,
     )
 
 
@@ -121,7 +149,7 @@ def _parse_leniently(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise EventRejected(Reason.INVALID_JSON, f"body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_integer)
     except RecursionError:
         raise EventRejected(Reason.INVALID_EVENT, "body is nested too deeply") from None
     except ValueError as exc:
@@ -134,6 +162,64 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _integer(text: str) -> int | float:
+    # Python refuses to convert integers of thousands of digits; like one past 64 bits from
+    # orjson, such a number becomes a float here, and metadata takes its digits from the body.
+    try:
+        return int(text)
+    except ValueError:
+        return math.inf
+
+
+def _exact_metadata_json(body: bytes) -> str:
+    """`data.metadata` as JSON text, each number in the body's own digits."""
+    try:
+        document = json.loads(body, parse_float=_numeric, parse_int=_numeric)
+    except RecursionError:
+        raise EventRejected(Reason.INVALID_EVENT, "body is nested too deeply") from None
+    try:
+        return orjson.dumps(document["data"]["metadata"]).decode()
+    except orjson.JSONEncodeError:
+        # Its strings, keys and depth are checked: only a number out of numeric's range is left.
+        raise EventRejected(
+            Reason.INVALID_EVENT,
+            f"data.metadata holds a number beyond PostgreSQL's numeric range "
+            f"({NUMERIC_MAX_WEIGHT + 1} digits before the decimal point, {NUMERIC_MAX_SCALE} after)",
+        ) from None
+
+
+class _OutOfRange:
+    """A number jsonb would refuse: orjson cannot write it, so `_exact_metadata_json` refuses it."""
+
+
+def _numeric(text: str) -> orjson.Fragment | _OutOfRange:
+    """A JSON number kept as its text."""
+    return orjson.Fragment(text) if _fits_numeric(text) else _OutOfRange()
+
+
+def _fits_numeric(text: str) -> bool:
+    """Whether PostgreSQL's numeric input accepts this JSON number (the rules of its `numeric_in`)."""
+    match = _JSON_NUMBER.fullmatch(text)
+    if match is None:
+        return False
+    integer, fraction, sign, exponent_digits = match.groups()
+    fraction = fraction or ""
+    exponent_digits = (exponent_digits or "").lstrip("0")
+    if len(exponent_digits) > len(str(NUMERIC_MAX_EXPONENT)):
+        return False
+    exponent = int(exponent_digits or 0) * (-1 if sign == "-" else 1)
+    if abs(exponent) >= NUMERIC_MAX_EXPONENT:
+        return False
+    if len(fraction) - exponent > NUMERIC_MAX_SCALE:
+        return False
+    digits = integer + fraction
+    significant = digits.lstrip("0")
+    if not significant:
+        return True
+    weight = len(integer) - 1 - (len(digits) - len(significant)) + exponent
+    return weight <= NUMERIC_MAX_WEIGHT
+
+
 def _validate(model: type[BaseModel], value: dict[str, Any], prefix: str) -> Any:
     try:
         return model.model_validate(value)
@@ -144,49 +230,85 @@ def _validate(model: type[BaseModel], value: dict[str, Any], prefix: str) -> Any
 def _describe(exc: ValidationError, prefix: str) -> str:
     """Field paths and rules only: pydantic's own text would echo the input."""
     parts = []
-    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+    for error in exc.errors(include_input=False, include_url=False):
         location = prefix + ".".join(str(part) for part in error["loc"]) if error["loc"] else prefix.rstrip(".")
-        parts.append(f"{location or 'body'}: {error['msg']}")
+        parts.append(f"{location or 'body'}: {_rule(error)}")
     return _truncate("; ".join(parts))
 
 
-def _check_data_strings(data: dict[str, Any]) -> None:
-    metadata = data.get("metadata")
-    _check_strings({k: v for k, v in data.items() if k != "metadata"}, "data.", depth_limit=None)
-    if metadata is not None:
-        _check_strings(metadata, "data.metadata", depth_limit=MAX_METADATA_DEPTH)
+def _rule(error: Any) -> str:
+    """The rule a pydantic error states, without anything taken from the input."""
+    if error["type"] == "value_error" or set(error.get("ctx", ())) <= RULE_CONTEXT:
+        return error["msg"]  # this module's validators, or a message made of the rule's parameters
+    return PARSER_RULES.get(error["type"], f"Input is not valid ({error['type']})")
 
 
-def _check_depth(metadata: Any) -> None:
-    if isinstance(metadata, dict | list):
-        _check_strings(metadata, "data.metadata", depth_limit=MAX_METADATA_DEPTH)
+def _check_fields(fields: dict[str, Any], prefix: str, known: Container[str]) -> None:
+    """No NUL character or lone surrogate in these fields, each named by its contract name only."""
+    for name, value in fields.items():
+        if name in known:
+            where = f"{prefix}{name}"
+        elif _is_clean(name):
+            where = f"{prefix.rstrip('.')}: a field outside the contract"
+        else:
+            raise EventRejected(Reason.INVALID_EVENT, f"{prefix.rstrip('.')}: a field name {_FOULED}")
+        for problem in _string_problems(value, depth_limit=None):
+            raise EventRejected(Reason.INVALID_EVENT, f"{where} {problem}")
 
 
-def _check_strings(value: Any, path: str, depth_limit: int | None) -> None:
-    for problem in _string_problems(value, path, depth_limit):
-        raise EventRejected(Reason.INVALID_EVENT, problem)
+def _check_metadata(metadata: Any) -> bool:
+    """Refuse a bad string or too deep a nesting in `data.metadata`; return whether it holds
+    a number only the body's text keeps exactly (a float, an integer past 64 bits)."""
+    if not isinstance(metadata, dict | list):
+        return False
+    inexact: list[bool] = []
+    for problem in _string_problems(metadata, depth_limit=MAX_METADATA_DEPTH, inexact=inexact):
+        raise EventRejected(Reason.INVALID_EVENT, f"data.metadata {problem}")
+    return bool(inexact)
 
 
-def _string_problems(root: Any, root_path: str, depth_limit: int | None) -> Iterator[str]:
+_FOULED = "contains a NUL character or a lone surrogate"
+
+
+def _string_problems(root: Any, depth_limit: int | None, inexact: list[bool] | None = None) -> Iterator[str]:
+    """What is wrong below `root`, worded without any of its keys or values.
+
+    With `inexact`, notes there a number that a float or a 64-bit integer does not keep exactly.
+    """
     # Iterative walk: a hostile document must not exhaust the interpreter's stack.
-    stack: list[tuple[Any, str, int]] = [(root, root_path, 1)]
+    stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
-        value, path, depth = stack.pop()
+        value, depth = stack.pop()
         if isinstance(value, str):
             if "\x00" in value:
-                yield f"{path or 'a string'} contains a NUL character"
+                yield "contains a NUL character"
             elif _has_lone_surrogate(value):
-                yield f"{path or 'a string'} contains a lone surrogate"
-            continue
-        if isinstance(value, dict | list):
+                yield "contains a lone surrogate"
+        elif isinstance(value, dict):
             if depth_limit is not None and depth > depth_limit:
-                yield f"{root_path} is nested deeper than {depth_limit} levels"
+                yield f"is nested deeper than {depth_limit} levels"
                 return
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and ("\x00" in key or _has_lone_surrogate(key)):
-                    yield f"{path} has a key with a NUL character or lone surrogate"
-                stack.append((item, f"{path}.{key}" if isinstance(key, str) and path else str(key), depth + 1))
+            for key, item in value.items():
+                if not _is_clean(key):
+                    yield f"has a key that {_FOULED}"
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth_limit is not None and depth > depth_limit:
+                yield f"is nested deeper than {depth_limit} levels"
+                return
+            stack.extend((item, depth + 1) for item in value)
+        elif inexact is not None and not inexact and _is_inexact(value):
+            inexact.append(True)
+
+
+def _is_inexact(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    return type(value) is int and not -(2**63) <= value < 2**64
+
+
+def _is_clean(text: str) -> bool:
+    return "\x00" not in text and not _has_lone_surrogate(text)
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -199,10 +321,6 @@ def _has_lone_surrogate(text: str) -> bool:
 
 def _json_kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
-
-
-def _quote(text: str) -> str:
-    return repr(_truncate(text, 60))
 
 
 def _truncate(text: str, limit: int = MAX_DETAIL_CHARS) -> str:

@@ -2,14 +2,16 @@
 
 Strict where money is involved: integers must be JSON integers within bounds (`"5"`,
 `5.0` and `true` are refused), UUIDs and RFC 3339 timestamps must be strings that parse,
-and unknown extra fields are ignored (tolerant reader).
+and unknown extra fields are ignored (tolerant reader). A timestamp must also name an
+instant the database driver carries as sent: one within the years 1 to 9999 once in UTC,
+other than the first and the last microsecond of that range.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -32,6 +34,20 @@ def _require_rfc3339(value: Any) -> Any:
     return value
 
 
+# asyncpg sends an instant in UTC (`0001-01-01T00:00:00+01:00` parses, but is year 0 there),
+# and sends these two instants as PostgreSQL's -infinity and infinity.
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def _require_storable_instant(value: datetime) -> datetime:
+    # Comparing aware datetimes subtracts their offsets without building a datetime in UTC:
+    # no OverflowError at the ends of the range.
+    if not _FIRST_INSTANT < value < _LAST_INSTANT:
+        raise ValueError("must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z")
+    return value
+
+
 def _require_json_media_type(value: str) -> str:
     if value.split(";", 1)[0].strip().lower() != "application/json":
         raise ValueError("must be application/json when present")
@@ -40,7 +56,7 @@ def _require_json_media_type(value: str) -> str:
 
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 UUIDString = Annotated[UUID, BeforeValidator(_require_str)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_storable_instant)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 ModelName = Annotated[StrictStr, Field(max_length=100)]
 
@@ -129,3 +145,5 @@ class Event:
     data: EventData
     published_at: datetime | None = None
     """The envelope `time` as sent (None when absent): the start of publish-to-commit latency."""
+    metadata_json: str | None = None
+    """`data.metadata` of a message event as JSON text, each number in the digits it was sent with."""

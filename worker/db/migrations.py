@@ -17,16 +17,30 @@ log = structlog.get_logger(__name__)
 SCHEMA_POLL_S = 2.0
 
 
+# Where the Alembic scripts are: inside the installed package (a wheel carries them there,
+# see setup.py), else in the source checkout this module was imported from.
+SCRIPT_DIRECTORIES = (
+    Path(__file__).resolve().with_name("migration_scripts"),
+    Path(__file__).resolve().parents[2] / "alembic",
+)
+
+
+def script_location() -> Path:
+    """The directory of the Alembic scripts (env.py and versions/) this build ships."""
+    for directory in SCRIPT_DIRECTORIES:
+        if (directory / "env.py").is_file():
+            return directory
+    raise FileNotFoundError("the Alembic scripts are neither in the installed package nor in a source checkout")
+
+
 def alembic_config(database_url: str) -> Config:
-    """Alembic config of this checkout (alembic.ini beside the package, or in the working directory)."""
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
-        ini = base / "alembic.ini"
-        if ini.is_file():
-            config = Config(str(ini))
-            config.attributes["database_url"] = database_url
-            config.attributes["configure_logging"] = False
-            return config
-    raise FileNotFoundError("alembic.ini not found beside the worker package or in the working directory")
+    """Alembic config built in code: no alembic.ini is read, whatever the working directory."""
+    config = Config()
+    # The option goes through ConfigParser interpolation: a `%` in the path must be doubled.
+    config.set_main_option("script_location", str(script_location()).replace("%", "%%"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    return config
 
 
 @lru_cache(maxsize=1)

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-import orjson
 from sqlalchemy import select
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
@@ -189,7 +188,7 @@ class MessageRepository(Repository[Message]):
             [m.model for m in messages],
             [m.prompt_tokens for m in messages],
             [m.completion_tokens for m in messages],
-            [None if m.metadata is None else orjson.dumps(m.metadata).decode() for m in messages],
+            [m.metadata_json for m in messages],
             [m.created_at for m in messages],
         )
         return {row[0] for row in rows}

@@ -69,7 +69,7 @@ class MessageCreatedHandler:
                 model=data.model,
                 prompt_tokens=data.prompt_tokens,
                 completion_tokens=data.completion_tokens,
-                metadata=data.metadata,
+                metadata_json=event.metadata_json,
                 created_at=data.created_at or event.time,
             )
             for event in events

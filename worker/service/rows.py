@@ -86,7 +86,8 @@ class MessageRow:
     model: str | None
     prompt_tokens: int
     completion_tokens: int
-    metadata: dict[str, Any] | None
+    metadata_json: str | None
+    """JSON text for jsonb, numbers in the digits the event was sent with."""
     created_at: datetime
 
 
