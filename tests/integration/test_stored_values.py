@@ -19,6 +19,7 @@ from tests.support.services import ADMIN_DSN
 from tests.support.waiting import eventually
 from worker.contract.decoding import Limits, decode_event
 from worker.errors import EventRejected
+from worker.service.event_types import EVENT_TYPES
 
 SENT_METADATA = (
     b'{"wide": 18446744073709551616, "below_int64": -9223372036854775809, "digits": ' + b"7" * 5000 + b","
@@ -86,7 +87,7 @@ async def test_the_numbers_metadata_refuses_are_the_numbers_jsonb_refuses(number
 def _decoder_accepts(number: str) -> bool:
     raw = body(message_created(uuid.uuid4(), metadata={})).replace(b'"metadata":{}', f'"metadata":{{"n":{number}}}'.encode())
     try:
-        decode_event(raw, None, datetime.now(UTC), Limits())
+        decode_event(raw, None, datetime.now(UTC), Limits(), EVENT_TYPES)
     except EventRejected:
         return False
     return True

@@ -23,6 +23,7 @@ from worker.db.inbox_partitions import maintain_partitions, partition_name
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
 from worker.service.batch import apply_batch
+from worker.service.event_types import EVENT_TYPES
 from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
 from worker.service.rows import EventKey
@@ -152,14 +153,14 @@ async def test_a_conversation_another_transaction_creates_meanwhile(db, same_own
     conversation = uuid.uuid4()
     event = decode_event(
         body(message_created(user_id, conversation_id=conversation, prompt_tokens=10, completion_tokens=5)),
-        None, datetime.now(UTC), Limits(),
+        None, datetime.now(UTC), Limits(), EVENT_TYPES,
     )
     async with db.connect() as other:
         await other.execute(
             text("INSERT INTO conversations (id, user_id, model, total_tokens) VALUES (:id, :user, 'theirs', 7)"),
             {"id": conversation, "user": user_id if same_owner else other_id},
         )
-        applying = asyncio.create_task(apply_batch([event], UnitOfWork(db)))
+        applying = asyncio.create_task(apply_batch([event], UnitOfWork(db), EVENT_TYPES))
         await eventually(lambda: _blocked_on_a_lock(db), timeout=10)
         await other.commit()
     if same_owner:

@@ -17,6 +17,7 @@ from worker.broker.settled import Settled, Settlement
 from worker.broker.telemetry import ConsumerTelemetry
 from worker.contract.decoding import Limits, decode_event
 from worker.observability.metrics import Metrics
+from worker.service.event_types import EVENT_TYPES
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -28,7 +29,7 @@ def _committed(*outcomes: Settled) -> list[Settlement]:
     for tag, outcome in enumerate(outcomes, start=1):
         event = message_created(user) if tag % 2 else usage_recorded(user)
         delivery = SimpleNamespace(delivery_tag=tag, received=settled_at - 0.01, headers={}, redelivered=False)
-        decoded = decode_event(body(event), None, NOW, Limits())
+        decoded = decode_event(body(event), None, NOW, Limits(), EVENT_TYPES)
         rows.append(Settlement(delivery, decoded, outcome, 1, settled_at, by_commit=True))  # type: ignore[arg-type]
     return rows
 

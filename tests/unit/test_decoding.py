@@ -9,21 +9,34 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import create_model
 
 from tests.support.events import body, example, message_created, usage_recorded
-from worker.contract import decoding
 from worker.contract.decoding import Limits, decode_event
 from worker.contract.events import MessageCreatedData, UsageRecordedData
 from worker.contract.reasons import Reason
+from worker.contract.types import EventType, EventTypes
 from worker.errors import EventRejected
+from worker.service.event_types import EVENT_TYPES
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 LIMITS = Limits(max_body_bytes=64 * 1024, max_content_bytes=1024)
 SECRET = "top-secret-user-text"
 
 
-def decode(raw: bytes, content_type: str | None = "application/cloudevents+json"):
-    return decode_event(raw, content_type, NOW, LIMITS)
+def decode(raw: bytes, content_type: str | None = "application/cloudevents+json", types: EventTypes = EVENT_TYPES):
+    return decode_event(raw, content_type, NOW, LIMITS, types)
+
+
+def _step_by_step_only(types: EventTypes) -> EventTypes:
+    """The same types with a one-call model that never validates: decoding takes the step-by-step path."""
+    never = create_model("Never", never=(int, ...))
+    copies = []
+    for event_type in types:
+        copy = EventType(event_type.name, event_type.data_model, event_type.handler)
+        object.__setattr__(copy, "envelope_model", never)
+        copies.append(copy)
+    return EventTypes(*copies)
 
 
 def rejection(raw: bytes, content_type: str | None = "application/json") -> EventRejected:
@@ -237,9 +250,9 @@ _data_fields = ["message_id", "conversation_id", "user_id", "role", "content", "
                 "completion_tokens", "metadata", "created_at", "conversation_title", "api_key_id", "request_id"]
 
 
-def _outcome(raw: bytes) -> object:
+def _outcome(raw: bytes, types: EventTypes = EVENT_TYPES) -> object:
     try:
-        return decode(raw)
+        return decode(raw, types=types)
     except EventRejected as rejected:
         return (rejected.reason, rejected.detail)
 
@@ -261,11 +274,7 @@ def test_the_one_step_validation_decides_as_the_step_by_step_one(
         event["data"].pop(name, None)
     event.update(envelope_changes)
     raw = body(event)
-    fast = _outcome(raw)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(decoding, "WHOLE_MODELS", {})
-        step_by_step = _outcome(raw)
-    assert fast == step_by_step
+    assert _outcome(raw) == _outcome(raw, _step_by_step_only(EVENT_TYPES))
 
 
 @pytest.mark.parametrize("field", ["time", "created_at"])
@@ -333,7 +342,7 @@ def test_metadata_without_a_float_or_a_wide_integer_is_written_by_orjson() -> No
 )
 def test_a_metadata_number_postgresql_cannot_hold_is_an_invalid_event(number: bytes) -> None:
     with pytest.raises(EventRejected) as caught:
-        decode_event(_with_metadata_text(b'{"n":[' + number + b"]}"), None, NOW, Limits())
+        decode_event(_with_metadata_text(b'{"n":[' + number + b"]}"), None, NOW, Limits(), EVENT_TYPES)
     error = caught.value
     assert error.reason is Reason.INVALID_EVENT
     assert "data.metadata" in error.detail and number.decode()[:6] not in error.detail

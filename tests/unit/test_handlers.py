@@ -14,6 +14,7 @@ from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, UnknownUser
 from worker.service.batch import apply_batch
+from worker.service.event_types import EVENT_TYPES
 from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
 
@@ -21,20 +22,20 @@ NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
 
 def decoded(event: dict) -> Event:
-    return decode_event(body(event), None, NOW, Limits())
+    return decode_event(body(event), None, NOW, Limits(), EVENT_TYPES)
 
 
 async def apply(store: FakeStore, event: dict) -> tuple[Outcome, FakeUnitOfWork]:
     """Apply one event as a batch of one; raise its failure like the worker would settle it."""
     uow = FakeUnitOfWork(store)
-    [result] = await apply_batch([decoded(event)], uow)
+    [result] = await apply_batch([decoded(event)], uow, EVENT_TYPES)
     if isinstance(result, Exception):
         raise result
     return result, uow
 
 
 async def apply_many(store: FakeStore, events: list[dict]) -> list:
-    return await apply_batch([decoded(e) for e in events], FakeUnitOfWork(store))
+    return await apply_batch([decoded(e) for e in events], FakeUnitOfWork(store), EVENT_TYPES)
 
 
 @pytest.fixture

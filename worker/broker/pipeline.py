@@ -24,6 +24,7 @@ class Pipeline:
         self.applier = applier
         self.settler = settler
         self.limits = limits
+        self.types = applier.types
 
     async def process(self, batch: list[Delivery]) -> list[Settlement]:
         """Settle every delivery of `batch`; committed ones are acknowledged together, the rest one by one."""
@@ -58,7 +59,7 @@ class Pipeline:
                 Reason.INVALID_EVENT,
                 "AMQP properties that cannot be decoded: " + ", ".join(delivery.unreadable_properties),
             )
-        return decode_event(delivery.body, delivery.content_type, received_at, self.limits)
+        return decode_event(delivery.body, delivery.content_type, received_at, self.limits, self.types)
 
     async def _ack_committed(self, committed: list[tuple[Delivery, Event, EventResult]]) -> list[Settlement]:
         if not committed:

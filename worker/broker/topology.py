@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -10,10 +11,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from worker.contract.names import (
     DEAD_LETTER_QUEUE,
     EXCHANGE,
-    ROUTING_KEYS,
     WORKER_QUEUE,
     delay_queue_name,
 )
+from worker.contract.types import EventTypes
+from worker.service.event_types import EVENT_TYPES
 
 QUORUM = {"x-queue-type": "quorum"}
 
@@ -33,13 +35,15 @@ async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:
     return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
-async def declare_topology(channel: AbstractChannel, delays_s: list[int]) -> Topology:
-    """Exchange, worker quorum queue bound to both routing keys, dead-letter queue, delay queues."""
+async def declare_topology(
+    channel: AbstractChannel, delays_s: list[int], types: EventTypes[Any] = EVENT_TYPES
+) -> Topology:
+    """Exchange, worker quorum queue bound to every known type's routing key, dead-letter queue, delay queues."""
     exchange = await declare_exchange(channel)
     # NOTE: only the queue type is an argument; limits and dead-letter strategy belong in
     # a policy, because a declared queue's arguments can never change.
     worker_queue = await channel.declare_queue(WORKER_QUEUE, durable=True, arguments=QUORUM)
-    for routing_key in ROUTING_KEYS:
+    for routing_key in types.routing_keys:
         await worker_queue.bind(exchange, routing_key)
     dead_letter_queue = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True, arguments=QUORUM)
     delay_queues = {}

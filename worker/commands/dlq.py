@@ -51,10 +51,10 @@ from worker.contract.names import (
     HEADER_DELIVERY_COUNT,
     HEADER_DETAIL,
     HEADER_REASON,
-    ROUTING_KEYS,
     WORKER_QUEUE,
 )
 from worker.contract.reasons import Reason
+from worker.service.event_types import EVENT_TYPES
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -319,7 +319,7 @@ async def replay(
             if routing_key is None:
                 report.unroutable.append(event_id)
                 dlq.keep(message)
-            elif routing_key not in ROUTING_KEYS:
+            elif routing_key not in EVENT_TYPES.routing_keys:
                 # The exchange would not have routed it to the worker either.
                 unbound = f"routing key {routing_key[:MAX_ID_CHARS]!r} is not bound to the worker queue"
                 report.failed.append((event_id, unbound))

@@ -21,27 +21,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from worker.contract.events import (
-    Envelope,
-    Event,
-    MessageCreatedData,
-    MessageCreatedEnvelope,
-    UsageRecordedData,
-    UsageRecordedEnvelope,
-)
-from worker.contract.names import ACCEPTED_CONTENT_TYPES, MESSAGE_CREATED, USAGE_RECORDED
+from worker.contract.events import Envelope, Event
+from worker.contract.names import ACCEPTED_CONTENT_TYPES
 from worker.contract.reasons import Reason
+from worker.contract.types import EventTypes
 from worker.errors import EventRejected
 
-DATA_MODELS: dict[str, type[BaseModel]] = {
-    MESSAGE_CREATED: MessageCreatedData,
-    USAGE_RECORDED: UsageRecordedData,
-}
-# Envelope and data in one model, for the common case: a known type, clean strings.
-WHOLE_MODELS: dict[str, type[Envelope]] = {
-    MESSAGE_CREATED: MessageCreatedEnvelope,
-    USAGE_RECORDED: UsageRecordedEnvelope,
-}
 MAX_METADATA_DEPTH = 64
 MAX_DETAIL_CHARS = 300
 # Context entries of a pydantic error that are the rule's own parameters; any other entry
@@ -71,27 +56,30 @@ class Limits:
     max_content_bytes: int = 1024 * 1024
 
 
-def decode_event(body: bytes, content_type: str | None, received_at: datetime, limits: Limits) -> Event:
-    """Validate one delivery's body and return the event it carries."""
+def decode_event(
+    body: bytes, content_type: str | None, received_at: datetime, limits: Limits, types: EventTypes
+) -> Event:
+    """Validate one delivery's body against the known `types` and return the event it carries."""
     document, clean = _parse_body(body, content_type, limits)
-    event_type = document.get("type")
-    whole = WHOLE_MODELS.get(event_type) if clean and isinstance(event_type, str) else None
-    if whole is not None:
+    known = types.get(document.get("type")) if clean else None
+    if known is not None:
+        # The common case, a known type with clean strings: envelope and data in one call.
         try:
-            envelope = whole.model_validate(document)
+            envelope = known.envelope_model.model_validate(document)
         except ValidationError:
             pass  # The step-by-step path below says what is wrong, in the contract's order.
         else:
             data = envelope.data
-            inexact = _check_metadata(data.metadata) if isinstance(data, MessageCreatedData) else False
+            inexact = _check_metadata(getattr(data, "metadata", None))
             return _event(envelope, data, received_at, limits, body, inexact)
     envelope = _validate(Envelope, document, prefix="")
     if not clean:
         envelope_fields = {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}
         _check_fields(envelope_fields, "", Envelope.model_fields)
-    data_model = DATA_MODELS.get(envelope.type)
-    if data_model is None:
+    event_type = types.get(envelope.type)
+    if event_type is None:
         raise EventRejected(Reason.UNKNOWN_TYPE, "type is not one this worker handles")
+    data_model = event_type.data_model
     if not clean:
         _check_fields({k: v for k, v in envelope.data.items() if k != "metadata"}, "data.", data_model.model_fields)
     inexact = _check_metadata(envelope.data.get("metadata"))
@@ -103,11 +91,13 @@ def _event(
     envelope: Envelope, data: Any, received_at: datetime, limits: Limits, body: bytes, inexact: bool
 ) -> Event:
     metadata_json = None
-    if isinstance(data, MessageCreatedData):
-        if len(data.content.encode("utf-8")) > limits.max_content_bytes:
-            raise EventRejected(Reason.INVALID_EVENT, f"data.content is over {limits.max_content_bytes} bytes")
-        if data.metadata is not None:
-            metadata_json = _exact_metadata_json(body) if inexact else orjson.dumps(data.metadata).decode()
+    # Rules of fields, whichever type has them: `content` has a size limit, `metadata` is stored exactly.
+    content = getattr(data, "content", None)
+    if isinstance(content, str) and len(content.encode("utf-8")) > limits.max_content_bytes:
+        raise EventRejected(Reason.INVALID_EVENT, f"data.content is over {limits.max_content_bytes} bytes")
+    metadata = getattr(data, "metadata", None)
+    if metadata is not None:
+        metadata_json = _exact_metadata_json(body) if inexact else orjson.dumps(metadata).decode()
     return Event(
         id=envelope.id,
         source=envelope.source,

@@ -114,21 +114,6 @@ class UsageRecordedData(_Strict):
         return self.prompt_tokens + self.completion_tokens
 
 
-EventData = MessageCreatedData | UsageRecordedData
-
-
-class MessageCreatedEnvelope(Envelope):
-    """The envelope of a `message.created` event with its data: both validated in one call."""
-
-    data: MessageCreatedData  # type: ignore[assignment]
-
-
-class UsageRecordedEnvelope(Envelope):
-    """The envelope of a `usage.recorded` event with its data: both validated in one call."""
-
-    data: UsageRecordedData  # type: ignore[assignment]
-
-
 @dataclass(frozen=True, slots=True)
 class Event:
     """A decoded, validated event: what a handler receives.
@@ -142,7 +127,8 @@ class Event:
     type: str
     time: datetime
     """The envelope `time`, or the receive time when the gateway sent none."""
-    data: EventData
+    data: Any
+    """The validated `data`: an instance of its type's data model (`worker.contract.types`)."""
     published_at: datetime | None = None
     """The envelope `time` as sent (None when absent): the start of publish-to-commit latency."""
     metadata_json: str | None = None

@@ -7,7 +7,6 @@ DELAY_QUEUE_PREFIX = "llm.events.worker.delay."
 
 MESSAGE_CREATED = "message.created"
 USAGE_RECORDED = "usage.recorded"
-ROUTING_KEYS = (MESSAGE_CREATED, USAGE_RECORDED)
 
 CONTENT_TYPE = "application/cloudevents+json"
 """What the worker's own tools publish (structured-mode CloudEvents)."""

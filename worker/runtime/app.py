@@ -34,6 +34,7 @@ from worker.runtime.heap import freeze_heap
 from worker.runtime.startup import EXIT_CONFIG, EXIT_CONSUMER_NOT_RESTORED, EXIT_OK, until_reachable
 from worker.runtime.watchdog import ConsumerWatchdog
 from worker.service.applier import EventApplier
+from worker.service.event_types import EVENT_TYPES
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -93,6 +94,7 @@ async def _start(
         gate.on_change(lambda is_open: _count_outage(metrics, is_open))
         applier = EventApplier(
             lambda: UnitOfWork(engine),
+            EVENT_TYPES,
             gate,
             classify,
             settings.retry_in_place,

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.contract.events import Event
+from worker.contract.types import EventTypes
 from worker.errors import Outage, RetryLater, TransientError
 from worker.service.batch import Result, apply_batch
-from worker.service.handlers import BatchConflict
+from worker.service.handlers import BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork, ClassifyError, Gate
 
@@ -40,6 +41,7 @@ class EventApplier:
     def __init__(
         self,
         uow_factory: Callable[[], AbstractUnitOfWork],
+        types: EventTypes[Handler],
         gate: Gate,
         classify: ClassifyError,
         retries_in_place: int,
@@ -47,6 +49,7 @@ class EventApplier:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        self.types = types
         self.gate = gate
         self.classify = classify
         self.retries_in_place = retries_in_place
@@ -65,7 +68,7 @@ class EventApplier:
             await self.gate.wait_open()
             tries += 1
             try:
-                results = await apply_batch(events, self.uow_factory())
+                results = await apply_batch(events, self.uow_factory(), self.types)
             except BatchConflict as exc:
                 conflicts += 1
                 if conflicts <= CONFLICT_RETRIES:

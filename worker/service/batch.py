@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from worker.contract.events import Event
 from worker.contract.reasons import Reason
+from worker.contract.types import EventTypes
 from worker.errors import EventRejected, RetryLater, UnknownUser
-from worker.service.handlers import HANDLERS, BatchConflict, Handler
+from worker.service.handlers import BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork
 from worker.service.rows import ConversationClaim, ConversationDelta, EventKey, NewConversation, by_id, by_uuid
@@ -43,10 +44,12 @@ class _BatchState:
         return [i for i in range(len(self.events)) if i not in self.results]
 
 
-async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[Result]:
-    """Apply `events` in one Unit of Work; return one result per event, in order."""
+async def apply_batch(
+    events: Sequence[Event], uow: AbstractUnitOfWork, types: EventTypes[Handler]
+) -> list[Result]:
+    """Apply `events` (of the known `types`) in one Unit of Work; return one result per event, in order."""
     plan = _BatchState(events)
-    handlers: list[Handler] = [HANDLERS[event.type] for event in events]
+    handlers: list[Handler] = [types.handler(event.type) for event in events]
     _mark_duplicates_within_batch(plan, handlers)
     async with uow:
         candidates = plan.pending()
@@ -71,10 +74,10 @@ async def apply_batch(events: Sequence[Event], uow: AbstractUnitOfWork) -> list[
         if applied:
             counters = _count(plan, handlers, applied, owners, claims)
             grown = await _create_conversations(uow, counters)
-            for event_type, handler in HANDLERS.items():
-                of_type = [events[i] for i in applied if events[i].type == event_type]
+            for event_type in types:
+                of_type = [events[i] for i in applied if events[i].type == event_type.name]
                 if of_type:
-                    await handler.store(of_type, uow)
+                    await event_type.handler.store(of_type, uow)
             if len(await uow.conversations.grow(grown)) != len(grown):
                 raise BatchConflict("a conversation was deleted concurrently")
             if len(await uow.users.add_tokens(counters.by_user)) != len({u for u, n in counters.by_user.items() if n}):

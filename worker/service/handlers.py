@@ -1,8 +1,8 @@
 """One handler per event type: what the event claims of the shared counters, and how its own rows are stored.
 
-A new event type needs: its pydantic model (worker.contract.events), a handler here, its
-entry in `HANDLERS`, and its routing key (worker.contract.names). `worker.service.batch`
-does the rest — idempotency, user and owner checks, counters — the same way for every type.
+A new event type needs: its pydantic model (worker.contract.events), a handler here, and
+its line in `worker.service.event_types`. `worker.service.batch` does the rest —
+idempotency, user and owner checks, counters — the same way for every type.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from worker.contract.events import Event, MessageCreatedData, UsageRecordedData
-from worker.contract.names import MESSAGE_CREATED, USAGE_RECORDED
 from worker.errors import TransientError
 from worker.service.ports import AbstractUnitOfWork
 from worker.service.rows import ConversationClaim, MessageRow, UsageRow
@@ -128,9 +127,3 @@ def _message(event: Event) -> MessageCreatedData:
 def _usage(event: Event) -> UsageRecordedData:
     assert isinstance(event.data, UsageRecordedData)
     return event.data
-
-
-HANDLERS: dict[str, Handler] = {
-    MESSAGE_CREATED: MessageCreatedHandler(),
-    USAGE_RECORDED: UsageRecordedHandler(),
-}
