@@ -15,14 +15,14 @@ from worker.bench.amqp_side import connect, declare_worker_topology, server_vers
 from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.baseline import RawRate, measure_raw_rate
 from worker.bench.options import BenchOptions
-from worker.bench.private_database import PrivateDatabase
-from worker.bench.private_vhost import PrivateVhost
 from worker.bench.progress import Progress
 from worker.bench.queue_policy import apply_and_wait
 from worker.bench.scenario import RunContext, RunResult, run_scenario
 from worker.bench.store import BenchStore
 from worker.bench.workload import workload_for
 from worker.settings import Settings
+from worker.testkit.private_database import PrivateDatabase
+from worker.testkit.private_vhost import PrivateVhost
 
 SCHEMA_VERSION = 1
 

@@ -1,4 +1,5 @@
-"""The bench's private RabbitMQ vhost, created and deleted through the management API."""
+"""A private RabbitMQ vhost, created and deleted through the management API (milliseconds, not a
+`rabbitmqctl` process per call)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from yarl import URL
 
 from worker.settings import Settings
 
-NAME_PREFIX = "aiworker_bench_"
+NAME_PREFIX = "aiworker_"
 
 
 class VhostError(Exception):
@@ -20,7 +21,7 @@ class VhostError(Exception):
 
 @dataclass(frozen=True)
 class PrivateVhost:
-    """A vhost of the bench's own on the broker the settings name."""
+    """A vhost of one bench run's or one test's own, on the broker the settings name."""
 
     name: str
     management_url: str
@@ -28,8 +29,11 @@ class PrivateVhost:
     user: str
 
     @classmethod
-    def beside(cls, settings: Settings) -> PrivateVhost:
-        name = f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}"
+    def beside(cls, settings: Settings, purpose: str = "bench") -> PrivateVhost:
+        return cls.named(settings, f"{NAME_PREFIX}{purpose}_{uuid.uuid4().hex[:10]}")
+
+    @classmethod
+    def named(cls, settings: Settings, name: str) -> PrivateVhost:
         amqp = URL(settings.amqp_url)
         user = unquote(amqp.raw_user or "guest")
         # The vhost is a single path segment; quote it so a name could never add one.
@@ -48,11 +52,15 @@ class PrivateVhost:
 
     async def _request(self, method: str, path: str, body: object) -> None:
         base = URL(self.management_url)
-        auth = aiohttp.BasicAuth(unquote(base.raw_user or ""), unquote(base.raw_password or "")) if base.raw_user else None
+        headers = (
+            {"Authorization": aiohttp.encode_basic_auth(unquote(base.raw_user), unquote(base.raw_password or ""))}
+            if base.raw_user
+            else {}
+        )
         # Credentials go in the header only, never in a URL that could end up in an error.
         url = URL(str(base.origin()) + base.raw_path.rstrip("/") + "/api/" + path, encoded=True)
         try:
-            async with aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as session:
                 async with session.request(method, url, json=body) as response:
                     if response.status >= 400 and not (method == "DELETE" and response.status == 404):
                         raise VhostError(f"management API answered {response.status} to {method} /api/{path}")

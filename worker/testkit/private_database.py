@@ -1,4 +1,4 @@
-"""The bench's private PostgreSQL database: created and migrated from the project's migrations, dropped at the end."""
+"""A private PostgreSQL database: created and migrated from the project's migrations, dropped at the end."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from worker.db.schema import build_schema
 from worker.settings import Settings
 
 ADMIN_DATABASE = "postgres"
-NAME_PREFIX = "aiworker_bench_"
+NAME_PREFIX = "aiworker_"
 
 
 def plain_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
@@ -25,7 +25,7 @@ def plain_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class PrivateDatabase:
-    """A database of the bench's own, next to the one the settings name."""
+    """A database of one bench run's or one test run's own, next to the one the settings name."""
 
     name: str
     admin_dsn: str
@@ -35,19 +35,24 @@ class PrivateDatabase:
     """asyncpg DSN, for the bench's own queries."""
 
     @classmethod
-    def beside(cls, settings: Settings) -> PrivateDatabase:
-        name = f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}"
+    def beside(cls, settings: Settings, purpose: str = "bench") -> PrivateDatabase:
+        return cls.named(settings, f"{NAME_PREFIX}{purpose}_{uuid.uuid4().hex[:10]}")
+
+    @classmethod
+    def named(cls, settings: Settings, name: str) -> PrivateDatabase:
         url = make_url(settings.database_url).set(database=name).render_as_string(hide_password=False)
         return cls(name, plain_dsn(settings.database_url, ADMIN_DATABASE), url, plain_dsn(settings.database_url, name))
 
-    async def create(self, settings: Settings) -> None:
-        """CREATE DATABASE, then the schema exactly as `worker migrate` builds it."""
+    async def create(self, settings: Settings | None = None, *, migrate: bool = True) -> None:
+        """CREATE DATABASE, then (unless told not to) the schema exactly as `worker migrate` builds it."""
         conn = await asyncpg.connect(self.admin_dsn)
         try:
             await conn.execute(f'CREATE DATABASE "{self.name}"')
         finally:
             await conn.close()
-        await build_schema(settings.model_copy(update={"database_url": self.url}))
+        if migrate:
+            base = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+            await build_schema(base.model_copy(update={"database_url": self.url}))
 
     async def drop(self) -> None:
         """DROP DATABASE, disconnecting whatever is still connected."""
