@@ -2,8 +2,8 @@
 
 Every statement takes whole batches as arrays (`unnest`), so its text, and its prepared
 plan, is the same for one event or five hundred; it runs on asyncpg directly (see
-`worker.db.sql`). Counters grow with one `UPDATE … SET x = x + n` per row, never
-read-modify-write in Python. The generic part (`add`, `get`) is the ORM's, on the same
+`worker.db.transaction`). Counters grow with one `UPDATE … SET x = x + n` per row, never
+read-modify-write in Python. The generic part (`add`) is the ORM's, on the same
 transaction.
 
 Locks, in one fixed order so concurrent workers can wait on each other but never deadlock:
@@ -20,12 +20,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
-
-from sqlalchemy import select
+from typing import Generic, TypeVar
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
-from worker.db.sql import Sql
+from worker.db.transaction import Transaction
 from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
 
 ModelT = TypeVar("ModelT", bound=Base)
@@ -34,18 +32,15 @@ INBOX_LOCK_NAMESPACE = 1768
 
 
 class Repository(Generic[ModelT]):
-    """Generic add/get for one model (ORM), plus the transaction's statement runner."""
+    """Generic add for one model (ORM), plus the transaction's statement runner."""
 
     model: type[ModelT]
 
-    def __init__(self, sql: Sql) -> None:
+    def __init__(self, sql: Transaction) -> None:
         self.sql = sql
 
     def add(self, instance: ModelT) -> None:
         self.sql.session.add(instance)
-
-    async def get(self, ident: Any) -> ModelT | None:
-        return await self.sql.session.get(self.model, ident)
 
 
 _EXISTING_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
@@ -82,9 +77,6 @@ class UserRepository(Repository[User]):
         if not grow:
             return set()
         return {row[0] for row in await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))}
-
-    async def get_by_email(self, email: str) -> User | None:
-        return (await self.sql.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
 _OWNERS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[])"
@@ -273,7 +265,7 @@ _SEEN = """
 class InboxRepository:
     """The inbox of processed events, keyed by (`source`, `id`)."""
 
-    def __init__(self, sql: Sql) -> None:
+    def __init__(self, sql: Transaction) -> None:
         self.sql = sql
 
     async def lock(self, keys: Sequence[EventKey]) -> None:

@@ -14,7 +14,7 @@ from worker.db.repositories import (
     UsageRecordRepository,
     UserRepository,
 )
-from worker.db.sql import Sql
+from worker.db.transaction import Transaction
 from worker.service.ports import AbstractUnitOfWork
 
 
@@ -26,7 +26,7 @@ class UnitOfWork(AbstractUnitOfWork):
         self.committed = False
 
     async def __aenter__(self) -> UnitOfWork:
-        self.sql = Sql(await self._engine.connect())
+        self.sql = Transaction(await self._engine.connect())
         self.committed = False
         self.inbox = InboxRepository(self.sql)
         self.users = UserRepository(self.sql)

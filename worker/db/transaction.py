@@ -4,7 +4,7 @@ SQLAlchemy's `session.execute(text(...))` costs about 300 µs of CPU per stateme
 asyncpg sees it; a batch runs about ten. The hot path therefore sends its fixed,
 array-parameter statements (`$1::uuid[]`, …) to the asyncpg connection SQLAlchemy pooled,
 inside the transaction SQLAlchemy began on it, so commit, rollback, pool accounting and
-invalidation stay SQLAlchemy's. The ORM (`Repository.add` / `get`) works on a session bound
+invalidation stay SQLAlchemy's. The ORM (`Repository.add`) works on a session bound
 to the same connection, created only when used.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
-class Sql:
+class Transaction:
     """One pooled connection and its open transaction."""
 
     def __init__(self, connection: AsyncConnection) -> None:
