@@ -6,13 +6,13 @@ import argparse
 import sys
 from types import ModuleType
 
-from worker.commands import bench, dlq, inbox, migrate, policy, publish, run, users, verify
+from worker.commands import api, bench, dlq, inbox, migrate, policy, publish, run, users, verify
 from worker.logs import configure_logging
 from worker.settings import Settings
 
 # A new subcommand: a module in worker/commands with `register(subparsers)` and
 # `run(args, settings) -> int`, listed here.
-COMMANDS: tuple[ModuleType, ...] = (migrate, run, publish, users, inbox, policy, dlq, verify, bench)
+COMMANDS: tuple[ModuleType, ...] = (migrate, run, api, publish, users, inbox, policy, dlq, verify, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
