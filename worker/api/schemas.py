@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 BIGINT_MAX = 2**63 - 1
+# PostgreSQL text cannot hold NUL; refusing it here keeps it from becoming a database error.
+NO_NUL = r"^[^\x00]*$"
 
 
 class Body(BaseModel):
@@ -18,9 +20,9 @@ class Body(BaseModel):
 
 
 class NewUser(Body):
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
     password: str = Field(min_length=8, max_length=1024)
-    tier: str | None = Field(default=None, min_length=1, max_length=50)
+    tier: str | None = Field(default=None, min_length=1, max_length=50, pattern=NO_NUL)
     tokens_limit: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
 
 
@@ -42,8 +44,8 @@ class Quota(BaseModel):
 
 
 class NewConversation(Body):
-    title: str | None = Field(default=None, max_length=255)
-    model: str = Field(min_length=1, max_length=100)
+    title: str | None = Field(default=None, max_length=255, pattern=NO_NUL)
+    model: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class ConversationOut(BaseModel):
@@ -103,7 +105,7 @@ class Usage(BaseModel):
 
 
 class NewApiKey(Body):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     expires_at: AwareDatetime | None = None
 
 

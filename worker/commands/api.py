@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 
 from worker.settings import Settings
 
@@ -38,6 +41,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # SIGTERM: stop accepting, let requests in flight finish within the worker's shutdown budget.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    server = uvicorn.Server(config)
+    server = _server_class(uvicorn.Server)(config)
     server.run()
     return 0 if server.started else 1
+
+
+def _server_class(base: type) -> type:
+    class GracefulServer(base):  # type: ignore[misc, valid-type]
+        """uvicorn's server, except that a drained SIGTERM/SIGINT ends with exit status 0, like `worker run`."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after draining (exit status -15); a planned stop is a success.
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer

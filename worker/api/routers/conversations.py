@@ -17,7 +17,9 @@ from worker.db.models import Conversation
 router = APIRouter(tags=["conversations"], responses=responses(401, 404, 422))
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (at most {MAX_LIMIT}).")]
-Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="`next_cursor` of the previous page.")
+]
 
 
 @router.get("/users/{user_id}/conversations", response_model=ConversationPage)

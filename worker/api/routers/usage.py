@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 from worker.api.dependencies import Repo, VisibleUser
 from worker.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from worker.api.problems import responses
-from worker.api.schemas import SearchHit, SearchPage, Usage, UsageGroup
+from worker.api.schemas import NO_NUL, SearchHit, SearchPage, Usage, UsageGroup
 
 router = APIRouter(tags=["usage"], responses=responses(401, 404, 422))
 
@@ -39,9 +39,9 @@ async def get_usage(
 async def search_messages(
     user_id: VisibleUser,
     repo: Repo,
-    q: Annotated[str, Query(min_length=1, max_length=256, description="Words to find (web search syntax).")],
+    q: Annotated[str, Query(min_length=1, max_length=256, pattern=NO_NUL, description="Words to find (web search syntax).")],
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> SearchPage:
     """The user's messages matching `q`, best first (`simple` text search: any language, words as written)."""
     after = decode_cursor(cursor, (float, uuid.UUID)) if cursor else None
