@@ -29,7 +29,8 @@ async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
 Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 
 
-def repository(uow: Uow) -> ApiRepository:
+# NOTE: every dependency is `async def`: FastAPI runs a plain `def` one on a worker thread.
+async def repository(uow: Uow) -> ApiRepository:
     return ApiRepository(uow.sql)
 
 
@@ -67,7 +68,7 @@ async def caller(
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def require_admin(who: CallerDep) -> Caller:
+async def require_admin(who: CallerDep) -> Caller:
     if not who.admin:
         raise ApiError(403, "Only the administrator may do this.")
     return who

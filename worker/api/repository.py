@@ -1,7 +1,10 @@
 """The API's read repository: one fixed statement per question, on the Unit of Work's connection.
 
-Like the worker's write path, these run on asyncpg directly (`worker.db.sql.Sql.fetch`): the
-hot path (a key's lookup, then a quota) is two indexed single-row reads.
+Like the worker's write path, these run on asyncpg directly, past SQLAlchemy's statement
+machinery. A read opens no transaction of its own: each statement sees everything committed
+before it (every acknowledged event), and the hot path (a key's lookup, then a quota) is two
+indexed single-row reads, not four round trips with BEGIN and ROLLBACK. Once the ORM side of
+the Unit of Work has begun a transaction (a write), these statements run inside it.
 """
 
 from __future__ import annotations
@@ -77,10 +80,12 @@ class ApiRepository:
 
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
+        self._driver: Any = None
 
     async def _all(self, query: str, *args: Any) -> list[dict[str, Any]]:
-        # The transaction's first statement comes back as SQLAlchemy rows, the rest as asyncpg records.
-        return [row._asdict() if hasattr(row, "_asdict") else dict(row) for row in await self.sql.fetch(query, *args)]
+        if self._driver is None:
+            self._driver = (await self.sql.connection.get_raw_connection()).driver_connection
+        return [dict(row) for row in await self._driver.fetch(query, *args)]
 
     async def _one(self, query: str, *args: Any) -> dict[str, Any] | None:
         rows = await self._all(query, *args)
