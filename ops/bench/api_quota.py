@@ -31,7 +31,7 @@ import asyncpg
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("WORKER_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-POOL_SIZE = 10
+POOL_SIZE = int(os.environ.get("BENCH_POOL_SIZE", "10"))
 QUOTA = "SELECT tokens_used, tokens_limit FROM users WHERE id = $1"
 
 
