@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text
 
-from tests.support.api import ADMIN, bearer
+from tests.support.api import ADMIN, ADMIN_TOKEN, bearer
 from tests.support.db import scalar
+from worker.api.app import create_app
+from worker.settings import Settings
 
 PROBLEM = "application/problem+json"
 
@@ -216,3 +220,22 @@ async def test_the_openapi_schema_and_docs_are_served(client) -> None:
 async def _spend(db, user_id: str, tokens: int) -> None:
     async with db.begin() as conn:
         await conn.execute(text("UPDATE users SET tokens_used = :t WHERE id = :id"), {"t": tokens, "id": user_id})
+
+
+async def test_an_unreachable_database_is_a_503_problem_and_not_ready(database_url) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    unreachable = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{closed_port}")
+    assert unreachable != database_url
+    app = create_app(Settings(_env_file=None, database_url=unreachable, api_admin_token=ADMIN_TOKEN,
+                              db_command_timeout_s=2))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+            response = await client.get(f"/users/{uuid.uuid4()}/quota", headers=ADMIN)
+            assert response.status_code == 503, response.text
+            assert response.json()["type"] == "/problems/unavailable" and response.headers["retry-after"] == "1"
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.get("/livez")).status_code == 200
+    finally:
+        await app.state.engine.dispose()

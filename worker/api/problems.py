@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -41,6 +42,10 @@ TITLES = {
     503: "Service unavailable",
 }
 log = structlog.get_logger("worker.api")
+# The database is down, unreachable, or the pool had no connection in time: 503, not a bug (500).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError, TimeoutError, OSError,
+)
 WWW_AUTHENTICATE = 'Bearer realm="llm-persistence-worker"'
 
 
@@ -123,6 +128,11 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         return problem_response(exc.status_code, _safe_detail(exc), headers=headers or None)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return problem_response(503, "The database cannot be reached; try again shortly.",
+                                headers={"Retry-After": "1"})
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         # NOTE: the exception's class only: its text can hold SQL or a value from the request.
         log.error("request_failed", error=type(exc).__name__)
@@ -131,6 +141,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for unreachable in UNAVAILABLE:
+        app.add_exception_handler(unreachable, unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -12,7 +12,7 @@ from worker.api.problems import responses
 from worker.api.schemas import ApiKeyOut, CreatedApiKey, NewApiKey
 from worker.db.models import ApiKey
 
-router = APIRouter(tags=["api-keys"], responses=responses(401, 404, 422))
+router = APIRouter(tags=["api-keys"], responses=responses(401, 404, 422, 503))
 
 
 @router.post(

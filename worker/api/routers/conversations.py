@@ -14,7 +14,7 @@ from worker.api.problems import responses
 from worker.api.schemas import ConversationOut, ConversationPage, MessageOut, MessagePage, NewConversation
 from worker.db.models import Conversation
 
-router = APIRouter(tags=["conversations"], responses=responses(401, 404, 422))
+router = APIRouter(tags=["conversations"], responses=responses(401, 404, 422, 503))
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (at most {MAX_LIMIT}).")]
 Cursor = Annotated[

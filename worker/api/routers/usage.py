@@ -13,7 +13,7 @@ from worker.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encod
 from worker.api.problems import responses
 from worker.api.schemas import NO_NUL, SearchHit, SearchPage, Usage, UsageGroup
 
-router = APIRouter(tags=["usage"], responses=responses(401, 404, 422))
+router = APIRouter(tags=["usage"], responses=responses(401, 404, 422, 503))
 
 
 @router.get("/users/{user_id}/usage", response_model=Usage)

@@ -13,7 +13,7 @@ from worker.api.problems import ApiError, responses
 from worker.api.schemas import NewUser, Quota, UserOut
 from worker.db.models import User
 
-router = APIRouter(tags=["users"], responses=responses(401, 422))
+router = APIRouter(tags=["users"], responses=responses(401, 422, 503))
 
 
 @router.post("/users", status_code=201, response_model=UserOut, responses=responses(403, 409))
