@@ -48,21 +48,39 @@ class Caller:
         return self.admin or (owner is not None and owner == self.user_id)
 
 
-async def caller(
-    request: Request, repo: Repo, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Caller:
-    """The caller behind `Authorization: Bearer`; 401 for none, an unknown, inactive or expired key."""
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The bearer token; 401 when there is none."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "A bearer token is required.")
-    token = credentials.credentials
+    return credentials.credentials
+
+
+def is_admin(request: Request, token: str) -> bool:
     admin_token: str = request.app.state.admin_token
-    if hmac.compare_digest(token.encode(), admin_token.encode()):
+    return hmac.compare_digest(token.encode(), admin_token.encode())
+
+
+def key_usable(row: dict | None) -> bool:
+    """Whether a key's row (`is_active`, `expires_at`) lets it in right now."""
+    return row is not None and row["is_active"] and (row["expires_at"] is None or row["expires_at"] > datetime.now(UTC))
+
+
+INVALID_TOKEN = "The token is not valid."
+
+
+async def caller(request: Request, repo: Repo, credentials: Credentials) -> Caller:
+    """The caller behind `Authorization: Bearer`; 401 for none, an unknown, inactive or expired key."""
+    token = bearer_token(credentials)
+    if is_admin(request, token):
         return Caller(admin=True)
     if looks_like_api_key(token):
         row = await repo.api_key(key_hash(token))
-        if row is not None and row["is_active"] and (row["expires_at"] is None or row["expires_at"] > datetime.now(UTC)):
+        if key_usable(row):
             return Caller(admin=False, user_id=row["user_id"])
-    raise ApiError(401, "The token is not valid.")
+    raise ApiError(401, INVALID_TOKEN)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

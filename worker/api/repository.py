@@ -18,6 +18,12 @@ from worker.db.sql import Sql
 _API_KEY = "SELECT user_id, is_active, expires_at FROM api_keys WHERE key_hash = $1"
 _USER = "SELECT id, email, tier, tokens_used, tokens_limit, created_at FROM users WHERE id = $1"
 _QUOTA = "SELECT tokens_used, tokens_limit FROM users WHERE id = $1"
+# The key's user joined only when it is the user asked about: another user's quota reads as none.
+_QUOTA_WITH_KEY = """
+    SELECT k.is_active, k.expires_at, u.tokens_used, u.tokens_limit
+    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id AND u.id = $2
+    WHERE k.key_hash = $1
+"""
 _USER_EXISTS = "SELECT 1 FROM users WHERE id = $1"
 _CONVERSATION = """
     SELECT id, user_id, title, model, total_tokens, created_at, updated_at FROM conversations WHERE id = $1
@@ -99,6 +105,10 @@ class ApiRepository:
 
     async def quota(self, user_id: uuid.UUID) -> Any | None:
         return await self._one(_QUOTA, user_id)
+
+    async def quota_with_key(self, hashed: str, user_id: uuid.UUID) -> dict[str, Any] | None:
+        """The key's state and, if the key is that user's, the user's counters (else None counters)."""
+        return await self._one(_QUOTA_WITH_KEY, hashed, user_id)
 
     async def user_exists(self, user_id: uuid.UUID) -> bool:
         return await self._one(_USER_EXISTS, user_id) is not None
