@@ -8,14 +8,16 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from worker.commands import bench, dlq, inbox, migrate, policy, publish, run, show_settings, users, verify
+from worker.commands import api, bench, dlq, inbox, migrate, policy, publish, run, show_settings, users, verify
 from worker.logs import configure_logging
 from worker.runtime.startup import EXIT_CONFIG
 from worker.settings import Settings
 
 # A new subcommand: a module in worker/commands with `register(subparsers)` and
 # `run(args, settings) -> int`, listed here.
-COMMANDS: tuple[ModuleType, ...] = (migrate, run, publish, users, inbox, policy, dlq, verify, bench, show_settings)
+COMMANDS: tuple[ModuleType, ...] = (
+    migrate, run, api, publish, users, inbox, policy, dlq, verify, bench, show_settings
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveInt, field_validator
+from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -126,6 +126,12 @@ class Settings(BaseSettings):
 
     http_port: int = Field(default=8080, ge=0, le=65535)
     """Port of /livez, /readyz and /metrics (0: do not serve)."""
+
+    api_admin_token: SecretStr | None = None
+    """Bearer token of the HTTP API's administrator (`worker api` refuses to start without one); a secret."""
+
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the HTTP API (`worker api`), with its /livez, /readyz and /metrics."""
 
     inbox_retention_days: int = Field(default=30, ge=2)
     """Days a processed-event record is kept; duplicates are recognised for this long."""

@@ -4,6 +4,8 @@
 --           drops the inbox's daily partitions) and admin tools such as `worker users create`.
 --   worker  the consuming pods: reads and writes exactly the columns the worker's SQL
 --           touches (worker-grants.sql), never DELETE, TRUNCATE, ALTER or DROP.
+--   api     optional (-v api_role=NAME): the HTTP API's pods (`worker api`), with exactly the
+--           columns the API uses (api-grants.sql); never the inbox, never a password hash.
 --
 -- Run as a superuser (or a role with CREATEROLE that may grant on this database and its
 -- `public` schema), connected to the worker's database:
@@ -41,6 +43,21 @@ CREATE ROLE :"owner_role";
 \if :worker_missing
 CREATE ROLE :"worker_role";
 \endif
+\if :{?api_role}
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'api_role') AS api_missing \gset
+\if :api_missing
+CREATE ROLE :"api_role";
+\endif
+ALTER ROLE :"api_role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
+\if :{?api_password}
+ALTER ROLE :"api_role" PASSWORD :'api_password';
+\endif
+SET client_min_messages = error;
+REVOKE :"owner_role" FROM :"api_role";
+RESET client_min_messages;
+GRANT CONNECT ON DATABASE :"dbname" TO :"api_role";
+GRANT USAGE ON SCHEMA public TO :"api_role";
+\endif
 
 -- Whatever the roles were before, they end up with exactly these attributes.
 ALTER ROLE :"owner_role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
@@ -76,6 +93,9 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
 SELECT to_regclass('public.alembic_version') IS NOT NULL AS schema_migrated \gset
 \if :schema_migrated
 \ir worker-grants.sql
+\if :{?api_role}
+\ir api-grants.sql
+\endif
 \else
 \echo 'roles.sql: no schema yet; run `worker migrate` as the owner, then worker-grants.sql (the migration job does both)'
 \endif

@@ -163,6 +163,27 @@ def test_the_compose_worker_connects_as_the_restricted_roles() -> None:
     assert "://aiworker_owner:" in _compose()["services"]["migrate"]["environment"]["WORKER_DATABASE_URL"]
 
 
+def test_the_compose_api_runs_as_the_api_role_on_localhost_after_the_grants() -> None:
+    services = _compose()["services"]
+    api = services["api"]
+    env = api["environment"]
+    assert api["command"] == ["api"]
+    assert "://aiworker_api:" in env["WORKER_DATABASE_URL"] and env["WORKER_API_ADMIN_TOKEN"]
+    port = env["WORKER_API_PORT"]
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"127.0.0.1:{port}/readyz" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["grants"]["condition"] == "service_completed_successfully"
+    assert int(api["stop_grace_period"].removesuffix("s")) > float(env["WORKER_SHUTDOWN_TIMEOUT_S"])
+    assert "api-grants.sql" in " ".join(services["grants"]["command"])
+    assert services["roles"]["environment"]["PG_API_ROLE"] == "aiworker_api"
+
+
+def test_every_published_compose_port_listens_on_localhost_only() -> None:
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+
+
 def test_compose_file_is_valid_for_docker_compose() -> None:
     docker = shutil.which("docker")
     if docker is None:
@@ -220,7 +241,7 @@ def test_termination_grace_period_exceeds_the_drain_timeout() -> None:
     assert spec["terminationGracePeriodSeconds"] > drain
 
 
-@pytest.mark.parametrize("name", ["llm-worker", "llm-worker-migrate", "llm-worker-inbox-maintain"])
+@pytest.mark.parametrize("name", ["llm-worker", "llm-worker-api", "llm-worker-migrate", "llm-worker-inbox-maintain"])
 def test_every_container_runs_non_root_read_only_unprivileged_with_all_capabilities_dropped(name: str) -> None:
     [spec] = [spec for found, spec in _pod_specs() if found == name]
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -232,7 +253,7 @@ def test_every_container_runs_non_root_read_only_unprivileged_with_all_capabilit
         assert "resources" in container and "limits" in container["resources"]
 
 
-@pytest.mark.parametrize("name", ["llm-worker", "llm-worker-migrate", "llm-worker-inbox-maintain"])
+@pytest.mark.parametrize("name", ["llm-worker", "llm-worker-api", "llm-worker-migrate", "llm-worker-inbox-maintain"])
 def test_secrets_reach_the_worker_as_files_in_the_secrets_dir(name: str) -> None:
     [spec] = [spec for found, spec in _pod_specs() if found == name]
     secret_volumes = {v["name"] for v in spec["volumes"] if "secret" in v}
@@ -251,22 +272,53 @@ def test_migrations_and_partition_maintenance_run_as_the_owner_and_the_deploymen
     }
     assert secret_of == {
         "llm-worker": "llm-worker-secrets",
+        "llm-worker-api": "llm-worker-api-secrets",
         "llm-worker-migrate": "llm-worker-owner-secrets",
         "llm-worker-inbox-maintain": "llm-worker-owner-secrets",
     }
     job = _manifest("Job", "llm-worker-migrate")["spec"]["template"]["spec"]
     assert job["initContainers"][0]["args"] == ["migrate"]
-    assert job["containers"][0]["command"][-1] == "/ops/postgres/worker-grants.sql"
+    grants = job["containers"][0]["command"]
+    assert grants[-3:] == ["/ops/postgres/worker-grants.sql", "-f", "/ops/postgres/api-grants.sql"]
     cron = _manifest("CronJob", "llm-worker-inbox-maintain")["spec"]
     assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["inbox", "maintain"]
     assert cron["concurrencyPolicy"] == "Forbid"
     assert len(cron["schedule"].split()) == 5 and cron["schedule"].split()[2:] == ["*", "*", "*"]
 
 
-def test_the_disruption_budget_selects_the_worker_pods() -> None:
-    pdb = _manifest("PodDisruptionBudget")
-    labels = _manifest("Deployment", "llm-worker")["spec"]["template"]["metadata"]["labels"]
+@pytest.mark.parametrize("name", ["llm-worker", "llm-worker-api"])
+def test_the_disruption_budget_selects_its_own_deployments_pods_only(name: str) -> None:
+    pdb = _manifest("PodDisruptionBudget", name)
+    labels = _manifest("Deployment", name)["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    others = [m for m in _manifests() if m["kind"] == "Deployment" and m["metadata"]["name"] != name]
+    for other in others:
+        assert not pdb["spec"]["selector"]["matchLabels"].items() <= other["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_api_probes_hit_livez_and_readyz_on_the_api_port_and_the_service_targets_it() -> None:
+    deployment = _manifest("Deployment", "llm-worker-api")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["api"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    configured = int(_worker_config()["WORKER_API_PORT"])
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz"), ("startupProbe", "/livez")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == configured
+    service = _manifest("Service", "llm-worker-api")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    drain = float(_worker_config()["WORKER_SHUTDOWN_TIMEOUT_S"])
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain + 5  # + preStop
+
+
+def test_the_example_api_secret_carries_the_admin_token_and_the_api_roles_url() -> None:
+    example = {s["metadata"]["name"]: s for s in _yaml_documents(K8S / "secrets.example.yaml")}
+    data = example["llm-worker-api-secrets"]["stringData"]
+    assert {"WORKER_DATABASE_URL", "WORKER_API_ADMIN_TOKEN"} <= data.keys()
+    assert "://aiworker_api:" in data["WORKER_DATABASE_URL"]
+    assert _manifest("ConfigMap", "llm-worker-postgres")["data"]["PG_API_ROLE"] == "aiworker_api"
 
 
 def test_keda_scales_the_worker_on_the_worker_queue_over_http_counting_unacked_messages() -> None:
@@ -293,7 +345,7 @@ def test_kustomize_renders_the_manifests_when_kubectl_is_present() -> None:
     assert done.returncode == 0, done.stderr
     rendered = list(yaml.safe_load_all(done.stdout))
     script_maps = [d for d in rendered if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("llm-worker-postgres-scripts")]
-    assert len(script_maps) == 1 and "worker-grants.sql" in script_maps[0]["data"]
+    assert len(script_maps) == 1 and {"worker-grants.sql", "api-grants.sql"} <= script_maps[0]["data"].keys()
 
 
 # --- rabbitmq --------------------------------------------------------------------------------

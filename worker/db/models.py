@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -120,6 +121,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        Index("ix_messages_content_search", "content_search", postgresql_using="gin"),
         CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="role_known"),
         CheckConstraint("prompt_tokens >= 0 AND completion_tokens >= 0", name="tokens_non_negative"),
     )
@@ -136,6 +138,10 @@ class Message(Base):
     # NOTE: `metadata` is reserved by declarative mapping; the column keeps its name.
     message_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime] = _created_at()
+    # Full-text search (alembic revision 0003); never loaded with the row.
+    content_search: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('simple'::regconfig, left(content, 65536))", persisted=True), deferred=True
+    )
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages", lazy="raise")
 
