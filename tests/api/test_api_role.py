@@ -16,7 +16,7 @@ from tests.support.api import ADMIN, ADMIN_TOKEN, bearer
 from tests.support.roles import Roles, apply_worker_grants, drop_roles, new_roles, psql
 from tests.support.services import ADMIN_DSN, create_database, drop_database, unique_name
 from worker.api.app import create_app
-from worker.commands import migrate
+from worker.db import schema
 from worker.settings import Settings
 
 
@@ -44,7 +44,7 @@ async def api_role() -> AsyncIterator[ApiRole]:
                    worker_role=roles.worker, worker_password=roles.worker_password,
                    api_role=api.name, api_password=api.password)
         owner = Settings(_env_file=None, database_url=roles.sqlalchemy_url(roles.owner))
-        await asyncio.to_thread(migrate.upgrade, owner)
+        await asyncio.to_thread(schema.upgrade, owner)
         await apply_worker_grants(roles)
         await psql(roles.libpq_url(roles.owner), "api-grants.sql", api_role=api.name)
         yield api
