@@ -15,6 +15,10 @@ from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.errors import EventRejected, RetryLater
 from worker.service.applier import EventApplier, EventResult
+from worker.service.outcomes import Outcome
+
+# An applier outcome as a settlement value, without an Enum lookup by value per event.
+BY_OUTCOME = {Outcome.APPLIED: Settled.APPLIED, Outcome.DUPLICATE: Settled.DUPLICATE}
 
 
 class Pipeline:
@@ -35,12 +39,12 @@ class Pipeline:
         for delivery in batch:
             if channel_of(delivery) is None:
                 # Its channel died: the broker has already put it back for redelivery.
-                results.append(Settlement(delivery, None, Settled.VOID, prior_attempts(delivery), time.perf_counter()))
+                results.append(Settlement(delivery, None, Settled.VOID, 0, time.perf_counter()))
                 continue
             try:
                 event = self._decode(delivery, received_at)
             except EventRejected as rejected:
-                alone.append(self._dead_letter(delivery, None, rejected, prior_attempts(delivery) + 1))
+                alone.append(self._dead_letter(delivery, None, rejected, 1))
                 continue
             valid.append((delivery, event))
         if valid:
@@ -70,8 +74,8 @@ class Pipeline:
             Settlement(
                 delivery,
                 event,
-                Settled(applied.result) if id(delivery) in acked else Settled.ACK_DROPPED,
-                prior_attempts(delivery) + applied.tries,
+                BY_OUTCOME[applied.result] if id(delivery) in acked else Settled.ACK_DROPPED,
+                applied.tries,
                 settled_at,
                 by_commit=True,
             )
@@ -79,18 +83,18 @@ class Pipeline:
         ]
 
     async def _settle_failure(self, delivery: Delivery, event: Event, applied: EventResult) -> Settlement:
-        attempts = prior_attempts(delivery) + applied.tries
         error = applied.result
         if isinstance(error, RetryLater):
-            outcome = await self.settler.retry(delivery, error, attempts)
-            return Settlement(delivery, event, outcome, attempts, time.perf_counter(),
+            outcome = await self.settler.retry(delivery, error, prior_attempts(delivery) + applied.tries)
+            return Settlement(delivery, event, outcome, applied.tries, time.perf_counter(),
                               reason=str(error.reason), detail=error.detail)
         assert isinstance(error, EventRejected)
-        return await self._dead_letter(delivery, event, error, attempts)
+        return await self._dead_letter(delivery, event, error, applied.tries)
 
     async def _dead_letter(
-        self, delivery: Delivery, event: Event | None, error: EventRejected, attempts: int
+        self, delivery: Delivery, event: Event | None, error: EventRejected, tries: int
     ) -> Settlement:
+        attempts = prior_attempts(delivery) + tries
         outcome = await self.settler.dead_letter(delivery, error.reason, error.detail, attempts)
-        return Settlement(delivery, event, outcome, attempts, time.perf_counter(),
+        return Settlement(delivery, event, outcome, tries, time.perf_counter(),
                           reason=str(error.reason), detail=error.detail)

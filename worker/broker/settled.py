@@ -40,10 +40,21 @@ class Settlement:
     event: Event | None
     """None when the body could not be decoded into an event."""
     settled: Settled
-    attempts: int
+    tries: int
+    """Tries made in this delivery (in place, batch splits); `attempts` adds the earlier ones."""
     settled_at: float
     """`time.perf_counter()` when it was settled."""
     by_commit: bool = False
     """Settled by a commit (applied or duplicate, acknowledged with its batch), not on its own."""
     reason: str | None = None
     detail: str | None = None
+
+    @property
+    def attempts(self) -> int:
+        """Every try so far: earlier retry cycles, broker redeliveries and this delivery's.
+
+        Read from the headers only when a log line needs it (not per committed event).
+        """
+        from worker.broker.settlement import prior_attempts  # here: settlement imports this module
+
+        return prior_attempts(self.delivery) + self.tries
