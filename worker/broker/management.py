@@ -29,17 +29,23 @@ def vhost_of(amqp_url: str) -> str:
     return unquote(name) if name else DEFAULT_VHOST
 
 
+def auth_headers(management_url: str | URL) -> dict[str, str]:
+    """The Basic authorization header for the credentials in a management URL (none without a user).
+
+    Credentials travel as a header only; a URL kept for errors or logs has none.
+    """
+    url = URL(management_url)
+    if not url.raw_user:
+        return {}
+    return {"Authorization": aiohttp.encode_basic_auth(unquote(url.raw_user), unquote(url.raw_password or ""))}
+
+
 class ManagementClient:
     """HTTP calls on one vhost; use as `async with ManagementClient.from_settings(s) as api:`."""
 
     def __init__(self, management_url: str, vhost: str, timeout_s: float = 10.0) -> None:
         url = URL(management_url)
-        # Credentials travel as a header only; the URL kept here (and in errors) has none.
-        self._headers = (
-            {"Authorization": aiohttp.encode_basic_auth(unquote(url.raw_user), unquote(url.raw_password or ""))}
-            if url.raw_user
-            else {}
-        )
+        self._headers = auth_headers(url)
         self._base = str(url.origin()) + url.raw_path.rstrip("/") + "/api"
         self._vhost = quote(vhost, safe="")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)

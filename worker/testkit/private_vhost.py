@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 import aiohttp
 from yarl import URL
 
+from worker.broker.management import auth_headers
 from worker.settings import Settings
 
 NAME_PREFIX = "aiworker_"
@@ -52,12 +53,7 @@ class PrivateVhost:
 
     async def _request(self, method: str, path: str, body: object) -> None:
         base = URL(self.management_url)
-        headers = (
-            {"Authorization": aiohttp.encode_basic_auth(unquote(base.raw_user), unquote(base.raw_password or ""))}
-            if base.raw_user
-            else {}
-        )
-        # Credentials go in the header only, never in a URL that could end up in an error.
+        headers = auth_headers(base)
         url = URL(str(base.origin()) + base.raw_path.rstrip("/") + "/api/" + path, encoded=True)
         try:
             async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as session:
