@@ -38,7 +38,10 @@ async def _tables(url: str) -> set[str]:
 async def test_upgrade_downgrade_upgrade_round_trips(empty_database_url: str) -> None:
     config = alembic_config(empty_database_url)
     await asyncio.to_thread(command.upgrade, config, "head")
-    expected = {"alembic_version", "users", "conversations", "messages", "api_keys", "usage_records", "processed_events"}
+    expected = {
+        "alembic_version", "users", "conversations", "messages", "api_keys", "usage_records", "processed_events",
+        "model_prices", "usage_periods", "quota_crossings", "outbox",
+    }
     assert await _tables(empty_database_url) == expected
     await asyncio.to_thread(command.downgrade, config, "base")
     assert await _tables(empty_database_url) == {"alembic_version"}

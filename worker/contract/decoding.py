@@ -16,12 +16,13 @@ import re
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from worker.contract.events import Envelope, Event
+from worker.contract.events import COST_RULE, Envelope, Event, check_cost
 from worker.contract.names import ACCEPTED_CONTENT_TYPES
 from worker.contract.reasons import Reason
 from worker.contract.types import EventTypes
@@ -71,7 +72,7 @@ def decode_event(
         else:
             data = envelope.data
             inexact = _check_metadata(data.__dict__.get("metadata"))
-            return _event(envelope, data, received_at, limits, body, inexact)
+            return _event(envelope, _exact_cost(data, document, body), received_at, limits, body, inexact)
     envelope = _validate(Envelope, document, prefix="")
     if not clean:
         envelope_fields = {k: v for k, v in document.items() if k != "data" and k in Envelope.model_fields}
@@ -84,7 +85,7 @@ def decode_event(
         _check_fields({k: v for k, v in envelope.data.items() if k != "metadata"}, "data.", data_model.model_fields)
     inexact = _check_metadata(envelope.data.get("metadata"))
     data = _validate(data_model, envelope.data, prefix="data.")
-    return _event(envelope, data, received_at, limits, body, inexact)
+    return _event(envelope, _exact_cost(data, document, body), received_at, limits, body, inexact)
 
 
 def _event(
@@ -109,6 +110,18 @@ def _event(
         published_at=envelope.time,
         metadata_json=metadata_json,
     )
+
+
+def _exact_cost(data: Any, document: dict[str, Any], body: bytes) -> Any:
+    """`data` with a `cost_usd` sent as a JSON number carrying the body's own digits (a float may not)."""
+    raw = document["data"].get("cost_usd")
+    if not isinstance(raw, float):
+        return data
+    try:
+        exact = check_cost(json.loads(body, parse_float=Decimal)["data"]["cost_usd"])
+    except ValueError:
+        raise EventRejected(Reason.INVALID_EVENT, f"data.cost_usd: {COST_RULE}") from None
+    return data.model_copy(update={"cost_usd": exact})
 
 
 def _parse_body(body: bytes, content_type: str | None, limits: Limits) -> tuple[dict[str, Any], bool]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -54,7 +55,44 @@ def _require_json_media_type(value: str) -> str:
     return value
 
 
+# Costs are exact decimals: NUMERIC(30, 12) in the database.
+COST_FRACTION_DIGITS = 12
+COST_INTEGER_DIGITS = 18
+_DECIMAL_STRING = re.compile(r"\d+(\.\d+)?")
+COST_RULE = (
+    f"must be a non-negative decimal (a JSON number or a decimal string) with at most "
+    f"{COST_FRACTION_DIGITS} digits after the point and {COST_INTEGER_DIGITS} before it"
+)
+
+
+def _to_cost(value: Any) -> Decimal:
+    """A cost from a JSON number or a decimal string, exact; a float is read from its shortest
+    repr here, and from the body's own digits by the decoder (`worker.contract.decoding`)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError(COST_RULE)
+    if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+        raise ValueError(COST_RULE)
+    try:
+        cost = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(COST_RULE) from None
+    return check_cost(cost)
+
+
+def check_cost(cost: Decimal) -> Decimal:
+    """The cost itself when it is finite, non-negative and fits NUMERIC(30, 12) exactly."""
+    if not cost.is_finite() or cost < 0 or (cost and cost.adjusted() >= COST_INTEGER_DIGITS):
+        raise ValueError(COST_RULE)
+    # Counted on the digits, not through a context: exact whatever their number.
+    _, digits, exponent = cost.as_tuple()
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if cost and -int(exponent) - trailing_zeros > COST_FRACTION_DIGITS:
+        raise ValueError(COST_RULE)
+    return cost
+
+
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
+Cost = Annotated[Decimal, BeforeValidator(_to_cost)]
 UUIDString = Annotated[UUID, BeforeValidator(_require_str)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_storable_instant)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
@@ -91,6 +129,7 @@ class MessageCreatedData(_Strict):
     metadata: dict[str, Any] | None = None
     created_at: Timestamp | None = None
     conversation_title: Annotated[StrictStr, Field(max_length=255)] | None = None
+    cost_usd: Cost | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -108,6 +147,7 @@ class UsageRecordedData(_Strict):
     message_id: UUIDString | None = None
     api_key_id: UUIDString | None = None
     request_id: Annotated[StrictStr, Field(max_length=255)] | None = None
+    cost_usd: Cost | None = None
 
     @property
     def total_tokens(self) -> int:
