@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
@@ -26,7 +27,7 @@ from worker.service.batch import apply_batch
 from worker.service.event_types import EVENT_TYPES
 from worker.service.handlers import BatchConflict
 from worker.service.outcomes import Outcome
-from worker.service.rows import EventKey
+from worker.service.rows import EventKey, Usage
 
 
 async def test_leaving_without_commit_rolls_back(db) -> None:
@@ -42,7 +43,7 @@ async def test_an_exception_inside_the_unit_rolls_back(db) -> None:
     with pytest.raises(RuntimeError):
         async with UnitOfWork(db) as uow:
             assert await uow.users.existing([user_id]) == {user_id}
-            await uow.users.add_tokens({user_id: 500})
+            await uow.users.add_usage({user_id: Usage(500)})
             raise RuntimeError("boom")
     assert await tokens_used(db, user_id) == 0
 
@@ -65,7 +66,7 @@ async def test_concurrent_increments_lose_nothing(db) -> None:
         async with UnitOfWork(db) as uow:
             await uow.users.existing([user_id])
             await asyncio.sleep(0)
-            await uow.users.add_tokens({user_id: n})
+            await uow.users.add_usage({user_id: Usage(n)})
             await uow.commit()
 
     await asyncio.gather(*(add(n) for n in range(1, 41)))
@@ -75,7 +76,7 @@ async def test_concurrent_increments_lose_nothing(db) -> None:
 async def test_counters_pass_two_to_the_thirty_one(db) -> None:
     user_id = await create_user(db, tokens_used=2**31 - 10)
     async with UnitOfWork(db) as uow:
-        await uow.users.add_tokens({user_id: 2**31 - 1})
+        await uow.users.add_usage({user_id: Usage(2**31 - 1)})
         await uow.commit()
     assert await tokens_used(db, user_id) == 2**32 - 11
 
@@ -201,9 +202,10 @@ async def test_a_usage_record_of_a_missing_user_still_fails_at_commit(db) -> Non
 @pytest.mark.parametrize(
     ("statement", "table", "arguments"),
     [
-        (repositories._ADD_USER_TOKENS, "users", lambda ids: (ids, [1] * len(ids))),
+        (repositories._ADD_USER_USAGE, "users", lambda ids: (ids, [1] * len(ids), [Decimal(1)] * len(ids))),
         (repositories._GROW_CONVERSATIONS, "conversations", lambda ids: (ids, [1] * len(ids), [None] * len(ids),
-                                                                          [datetime.now(UTC)] * len(ids))),
+                                                                          [datetime.now(UTC)] * len(ids),
+                                                                          [Decimal(1)] * len(ids))),
     ],
     ids=["users", "conversations"],
 )

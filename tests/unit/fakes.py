@@ -7,10 +7,34 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from worker.service.ports import AbstractUnitOfWork
-from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
+from worker.service.rows import (
+    ConversationDelta,
+    Crossing,
+    EventKey,
+    MessageRow,
+    NewConversation,
+    OutboxRow,
+    PeriodDelta,
+    PeriodUsage,
+    Price,
+    Usage,
+    UsageRow,
+    UserBudget,
+)
+
+
+@dataclass
+class FakeBudget:
+    """A user's budget columns (the counters are `FakeStore.users` and `FakeStore.costs`)."""
+
+    tier: str = "free"
+    budget_period: str = "none"
+    tokens_limit: int = 100_000
+    cost_limit_usd: Decimal | None = None
 
 
 @dataclass
@@ -25,6 +49,12 @@ class FakeStore:
     messages: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     usage_records: list[dict[str, Any]] = field(default_factory=list)
     api_keys: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    costs: dict[uuid.UUID, Decimal] = field(default_factory=dict)
+    budgets: dict[uuid.UUID, FakeBudget] = field(default_factory=dict)
+    prices: list[Price] = field(default_factory=list)
+    periods: dict[tuple[uuid.UUID, str, Any], list[Any]] = field(default_factory=dict)
+    crossings: dict[uuid.UUID, Crossing] = field(default_factory=dict)
+    outbox: list[OutboxRow] = field(default_factory=list)
 
 
 class FakeInbox:
@@ -53,11 +83,59 @@ class FakeUsers:
     async def existing(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         return {u for u in user_ids if u in self.state.users}
 
-    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
-        locked = {u for u in tokens_by_user if u in self.state.users}
-        for user in locked:
-            self.state.users[user] += tokens_by_user[user]
-        return locked
+    async def add_usage(self, usage_by_user: dict[uuid.UUID, Usage]) -> dict[uuid.UUID, UserBudget]:
+        grown = {}
+        for user, usage in usage_by_user.items():
+            if not usage or user not in self.state.users:
+                continue
+            self.state.users[user] += usage.tokens
+            self.state.costs[user] = self.state.costs.get(user, Decimal(0)) + usage.cost
+            budget = self.state.budgets.setdefault(user, FakeBudget())
+            grown[user] = UserBudget(
+                user, self.state.users[user], self.state.costs[user], budget.tier, budget.budget_period,
+                budget.tokens_limit, budget.cost_limit_usd,
+            )
+        return grown
+
+
+class FakePrices:
+    def __init__(self, state: FakeStore) -> None:
+        self.state = state
+
+    async def for_models(self, models: Sequence[str]) -> list[Price]:
+        return [p for p in self.state.prices if p.model in models]
+
+
+class FakeUsagePeriods:
+    def __init__(self, state: FakeStore) -> None:
+        self.state = state
+
+    async def grow(self, deltas: Sequence[PeriodDelta]) -> list[PeriodUsage]:
+        grown = []
+        for d in deltas:
+            row = self.state.periods.setdefault((d.user_id, d.period, d.period_start), [0, Decimal(0)])
+            row[0] += d.usage.tokens
+            row[1] += d.usage.cost
+            grown.append(PeriodUsage(d.user_id, d.period, d.period_start, row[0], row[1]))
+        return grown
+
+
+class FakeQuota:
+    def __init__(self, state: FakeStore) -> None:
+        self.state = state
+
+    async def record(self, crossings: Sequence[Crossing]) -> set[uuid.UUID]:
+        new = {c.event_id: c for c in crossings if c.event_id not in self.state.crossings}
+        self.state.crossings.update(new)
+        return set(new)
+
+
+class FakeOutbox:
+    def __init__(self, state: FakeStore) -> None:
+        self.state = state
+
+    async def add(self, rows: Sequence[OutboxRow]) -> None:
+        self.state.outbox.extend(rows)
 
 
 class FakeConversations:
@@ -73,6 +151,7 @@ class FakeConversations:
         for delta in deltas:
             row = self.state.conversations[delta.id]
             row["total_tokens"] += delta.tokens
+            row["cost_used"] = row.get("cost_used", Decimal(0)) + delta.cost
             row["title"] = row["title"] or delta.title
             if delta.touch_at is not None:
                 row["updated_at"] = max(row["updated_at"], delta.touch_at)
@@ -90,6 +169,7 @@ class FakeConversations:
                 continue
             row = asdict(new)
             row["total_tokens"] = row.pop("tokens")
+            row["cost_used"] = row.pop("cost")
             self.state.conversations[new.id] = row
             inserted.add(new.id)
         return inserted
@@ -142,6 +222,10 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.messages = FakeMessages(self.working)
         self.usage_records = FakeUsageRecords(self.working)
         self.api_keys = FakeApiKeys(self.working)
+        self.prices = FakePrices(self.working)
+        self.usage_periods = FakeUsagePeriods(self.working)
+        self.quota = FakeQuota(self.working)
+        self.outbox = FakeOutbox(self.working)
         return await super().__aenter__()
 
     async def commit(self) -> None:

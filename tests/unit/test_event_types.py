@@ -43,13 +43,16 @@ class PingRecordedHandler:
     def tokens(self, event: Event) -> int:
         return event.data.tokens
 
+    def charge(self, event: Event) -> tuple[None, int, int, None]:
+        return (None, event.data.tokens, 0, None)  # no model, no cost of its own: an unknown cost
+
     def message_id(self, event: Event) -> None:
         return None
 
     def conversation(self, event: Event) -> None:
         return None
 
-    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None:
+    async def store(self, events: Sequence[Event], costs: Sequence[object], uow: AbstractUnitOfWork) -> None:
         self.stored.extend(event.id for event in events)
 
 

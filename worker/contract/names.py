@@ -7,6 +7,8 @@ DELAY_QUEUE_PREFIX = "llm.events.worker.delay."
 
 MESSAGE_CREATED = "message.created"
 USAGE_RECORDED = "usage.recorded"
+QUOTA_THRESHOLD_CROSSED = "quota.threshold_crossed"
+"""The one event the worker publishes (from its outbox) to `llm.events`."""
 
 CONTENT_TYPE = "application/cloudevents+json"
 """What the worker's own tools publish (structured-mode CloudEvents)."""

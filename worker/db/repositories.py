@@ -24,7 +24,20 @@ from typing import Generic, TypeVar
 
 from worker.db.models import ApiKey, Base, Conversation, Message, UsageRecord, User
 from worker.db.transaction import Transaction
-from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
+from worker.service.rows import (
+    ConversationDelta,
+    Crossing,
+    EventKey,
+    MessageRow,
+    NewConversation,
+    OutboxRow,
+    PeriodDelta,
+    PeriodUsage,
+    Price,
+    Usage,
+    UsageRow,
+    UserBudget,
+)
 
 ModelT = TypeVar("ModelT", bound=Base)
 # Namespace of the idempotency-key advisory locks (the first half of the two-int key).
@@ -48,19 +61,19 @@ _EXISTING_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
 # The MATERIALIZED CTE is scanned once, and it locks each row as its sort hands it on, so the
 # rows are locked in id order whatever join the planner picks for the UPDATE; every row the
 # UPDATE touches comes through it, so none is locked out of that order.
-_ADD_USER_TOKENS = """
+_ADD_USER_USAGE = """
     WITH locked AS MATERIALIZED (
         SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
     )
-    UPDATE users u SET tokens_used = u.tokens_used + d.tokens
-    FROM locked l JOIN unnest($1::uuid[], $2::bigint[]) AS d(id, tokens) ON d.id = l.id
+    UPDATE users u SET tokens_used = u.tokens_used + d.tokens, cost_used = u.cost_used + d.cost
+    FROM locked l JOIN unnest($1::uuid[], $2::bigint[], $3::numeric[]) AS d(id, tokens, cost) ON d.id = l.id
     WHERE u.id = l.id
-    RETURNING u.id
+    RETURNING u.id, u.tokens_used, u.cost_used, u.tier, u.budget_period, u.tokens_limit, u.cost_limit_usd
 """
 
 
 class UserRepository(Repository[User]):
-    """Users and their `tokens_used` counter."""
+    """Users, their `tokens_used` and `cost_used` counters, and their budgets."""
 
     model = User
 
@@ -70,13 +83,16 @@ class UserRepository(Repository[User]):
             return set()
         return {row[0] for row in await self.sql.fetch(_EXISTING_USERS, list(set(user_ids)))}
 
-    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]:
-        """Lock the users' rows in sorted order (the statement sorts), then grow their `tokens_used`;
-        return the users locked."""
-        grow = {user: n for user, n in tokens_by_user.items() if n}
+    async def add_usage(self, usage_by_user: dict[uuid.UUID, Usage]) -> dict[uuid.UUID, UserBudget]:
+        """Lock the users' rows in sorted order (the statement sorts), then grow their `tokens_used` and
+        `cost_used`; return the users locked, as grown, with their budgets."""
+        grow = {user: usage for user, usage in usage_by_user.items() if usage}
         if not grow:
-            return set()
-        return {row[0] for row in await self.sql.fetch(_ADD_USER_TOKENS, list(grow), list(grow.values()))}
+            return {}
+        rows = await self.sql.fetch(
+            _ADD_USER_USAGE, list(grow), [u.tokens for u in grow.values()], [u.cost for u in grow.values()]
+        )
+        return {row[0]: UserBudget(*row) for row in rows}
 
 
 _OWNERS = "SELECT id, user_id FROM conversations WHERE id = ANY($1::uuid[])"
@@ -87,18 +103,20 @@ _GROW_CONVERSATIONS = """
     )
     UPDATE conversations c SET
         total_tokens = c.total_tokens + d.tokens,
+        cost_used = c.cost_used + d.cost,
         title = COALESCE(c.title, d.title),
         updated_at = GREATEST(c.updated_at, d.touch_at)
     FROM locked l
-    JOIN unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::timestamptz[]) AS d(id, tokens, title, touch_at)
+    JOIN unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::timestamptz[], $5::numeric[])
+         AS d(id, tokens, title, touch_at, cost)
       ON d.id = l.id
     WHERE c.id = l.id
     RETURNING c.id
 """
 _CREATE_CONVERSATIONS = """
-    INSERT INTO conversations (id, user_id, title, model, total_tokens, created_at, updated_at)
+    INSERT INTO conversations (id, user_id, title, model, total_tokens, created_at, updated_at, cost_used)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::varchar[], $5::bigint[],
-                         $6::timestamptz[], $7::timestamptz[])
+                         $6::timestamptz[], $7::timestamptz[], $8::numeric[])
     ORDER BY 1
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -128,6 +146,7 @@ class ConversationRepository(Repository[Conversation]):
             [d.tokens for d in deltas],
             [d.title for d in deltas],
             [d.touch_at for d in deltas],
+            [d.cost for d in deltas],
         )
         return {row[0] for row in rows}
 
@@ -144,18 +163,20 @@ class ConversationRepository(Repository[Conversation]):
             [c.tokens for c in conversations],
             [c.created_at for c in conversations],
             [c.updated_at for c in conversations],
+            [c.cost for c in conversations],
         )
         return {row[0] for row in rows}
 
 
 _INSERT_MESSAGES = """
     INSERT INTO messages (id, conversation_id, role, content, model, prompt_tokens, completion_tokens,
-                          metadata, created_at)
+                          metadata, created_at, cost_usd)
     SELECT d.id, d.conversation_id, d.role, d.content, d.model, d.prompt_tokens, d.completion_tokens,
-           CAST(d.metadata AS jsonb), d.created_at
+           CAST(d.metadata AS jsonb), d.created_at, d.cost_usd
     FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::text[], $5::varchar[], $6::int[], $7::int[],
-                $8::text[], $9::timestamptz[])
-         AS d(id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at)
+                $8::text[], $9::timestamptz[], $10::numeric[])
+         AS d(id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at,
+              cost_usd)
     ORDER BY d.id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -182,16 +203,17 @@ class MessageRepository(Repository[Message]):
             [m.completion_tokens for m in messages],
             [m.metadata_json for m in messages],
             [m.created_at for m in messages],
+            [m.cost_usd for m in messages],
         )
         return {row[0] for row in rows}
 
 
 _INSERT_USAGE = """
     INSERT INTO usage_records (id, event_source, event_id, user_id, conversation_id, message_id, api_key_id,
-                               model, prompt_tokens, completion_tokens, request_id, recorded_at)
+                               model, prompt_tokens, completion_tokens, request_id, recorded_at, cost_usd)
     SELECT gen_random_uuid(), d.* FROM unnest(
         $1::varchar[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[],
-        $7::varchar[], $8::int[], $9::int[], $10::varchar[], $11::timestamptz[]) AS d
+        $7::varchar[], $8::int[], $9::int[], $10::varchar[], $11::timestamptz[], $12::numeric[]) AS d
 """
 _TOUCH_API_KEYS = """
     UPDATE api_keys k SET last_used_at = d.at
@@ -222,6 +244,7 @@ class UsageRecordRepository(Repository[UsageRecord]):
                 [r.completion_tokens for r in records],
                 [r.request_id for r in records],
                 [r.recorded_at for r in records],
+                [r.cost_usd for r in records],
             )
 
 
@@ -236,6 +259,118 @@ class ApiKeyRepository(Repository[ApiKey]):
             ordered = sorted(uses)
             await self.sql.fetch(
                 _TOUCH_API_KEYS, [u[0] for u in ordered], [u[1] for u in ordered], [u[2] for u in ordered]
+            )
+
+
+_PRICES = """
+    SELECT model, valid_from, input_cost_per_token, output_cost_per_token
+    FROM model_prices WHERE model = ANY($1::varchar[])
+"""
+
+
+class PriceRepository:
+    """The price table, read by the batches that need a price."""
+
+    def __init__(self, sql: Transaction) -> None:
+        self.sql = sql
+
+    async def for_models(self, models: Sequence[str]) -> list[Price]:
+        """Every price of these models, whatever its day (a model has a handful)."""
+        if not models:
+            return []
+        return [Price(*row) for row in await self.sql.fetch(_PRICES, list(models))]
+
+
+# Rows are only ever grown while their user's row is locked by the same transaction, so the
+# order of their own locks does not matter; sorted all the same.
+_GROW_PERIODS = """
+    INSERT INTO usage_periods AS p (user_id, period, period_start, tokens, cost_usd)
+    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::date[], $4::bigint[], $5::numeric[])
+    ORDER BY 1, 2, 3
+    ON CONFLICT (user_id, period, period_start) DO UPDATE
+        SET tokens = p.tokens + EXCLUDED.tokens, cost_usd = p.cost_usd + EXCLUDED.cost_usd
+    RETURNING p.user_id, p.period, p.period_start, p.tokens, p.cost_usd
+"""
+
+
+class UsagePeriodRepository:
+    """Usage per user and budget period."""
+
+    def __init__(self, sql: Transaction) -> None:
+        self.sql = sql
+
+    async def grow(self, deltas: Sequence[PeriodDelta]) -> list[PeriodUsage]:
+        if not deltas:
+            return []
+        rows = await self.sql.fetch(
+            _GROW_PERIODS,
+            [d.user_id for d in deltas],
+            [d.period for d in deltas],
+            [d.period_start for d in deltas],
+            [d.usage.tokens for d in deltas],
+            [d.usage.cost for d in deltas],
+        )
+        return [PeriodUsage(*row) for row in rows]
+
+
+_RECORD_CROSSINGS = """
+    INSERT INTO quota_crossings (event_id, user_id, period, period_start, limit_kind, limit_value, threshold, usage)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::date[], $5::varchar[], $6::numeric[],
+                         $7::int[], $8::numeric[])
+    ORDER BY 1
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+"""
+
+
+class QuotaRepository:
+    """The thresholds crossed, one row each, ever."""
+
+    def __init__(self, sql: Transaction) -> None:
+        self.sql = sql
+
+    async def record(self, crossings: Sequence[Crossing]) -> set[uuid.UUID]:
+        if not crossings:
+            return set()
+        rows = await self.sql.fetch(
+            _RECORD_CROSSINGS,
+            [c.event_id for c in crossings],
+            [c.user_id for c in crossings],
+            [c.period for c in crossings],
+            [c.period_start for c in crossings],
+            [c.limit_kind for c in crossings],
+            [c.limit_value for c in crossings],
+            [c.threshold for c in crossings],
+            [c.usage for c in crossings],
+        )
+        return {row[0] for row in rows}
+
+
+# WITH ORDINALITY keeps the given order in `seq`, the order the relay publishes a key's events in.
+_ADD_OUTBOX = """
+    INSERT INTO outbox (event_id, ordering_key, routing_key, payload)
+    SELECT d.event_id, d.ordering_key, d.routing_key, CAST(d.payload AS jsonb)
+    FROM unnest($1::varchar[], $2::uuid[], $3::varchar[], $4::text[]) WITH ORDINALITY
+         AS d(event_id, ordering_key, routing_key, payload, n)
+    ORDER BY d.n
+    ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+class OutboxRepository:
+    """Events written in the transaction that caused them (the relay publishes them)."""
+
+    def __init__(self, sql: Transaction) -> None:
+        self.sql = sql
+
+    async def add(self, rows: Sequence[OutboxRow]) -> None:
+        if rows:
+            await self.sql.fetch(
+                _ADD_OUTBOX,
+                [r.event_id for r in rows],
+                [r.ordering_key for r in rows],
+                [r.routing_key for r in rows],
+                [r.payload_json for r in rows],
             )
 
 

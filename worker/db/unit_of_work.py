@@ -11,6 +11,10 @@ from worker.db.repositories import (
     ConversationRepository,
     InboxRepository,
     MessageRepository,
+    OutboxRepository,
+    PriceRepository,
+    QuotaRepository,
+    UsagePeriodRepository,
     UsageRecordRepository,
     UserRepository,
 )
@@ -34,6 +38,10 @@ class UnitOfWork(AbstractUnitOfWork):
         self.messages = MessageRepository(self.sql)
         self.usage_records = UsageRecordRepository(self.sql)
         self.api_keys = ApiKeyRepository(self.sql)
+        self.prices = PriceRepository(self.sql)
+        self.usage_periods = UsagePeriodRepository(self.sql)
+        self.quota = QuotaRepository(self.sql)
+        self.outbox = OutboxRepository(self.sql)
         return self
 
     async def __aexit__(

@@ -1,10 +1,13 @@
 """Applies a batch of events in one transaction, each event all-or-nothing.
 
 Steps: idempotency keys locked (sorted) → users and conversations read → checks → inbox →
-new conversations → each type's own rows → the counter rows locked and grown, conversations
-then users (sorted, one increment per row with the batch's sum) → commit. The counters come
-last so their row locks, the only ones other batches wait for, are held for the shortest
-time. A row read at the start and gone by the end makes the batch try again; a conversation
+prices of the models that need them → new conversations → each type's own rows → the
+counter rows locked and grown, conversations then users (sorted, one increment per row with
+the batch's sum of tokens and cost) → the users' budget-period rows grown → thresholds
+reached recorded, and an outbox event for each limit with new ones → commit. The counters
+come last so their row locks, the only ones other batches wait for, are held for the
+shortest time; the period rows, crossings and outbox rows of a user are only ever written
+while its row is locked, so they add no lock order of their own. A row read at the start and gone by the end makes the batch try again; a conversation
 another batch created in the meantime is grown instead of created. Events that fail a check
 (unknown user, another user's conversation) are left out of the writes and reported; they
 never fail their neighbours.
@@ -15,15 +18,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.contract.types import EventTypes
 from worker.errors import EventRejected, RetryLater, UnknownUser
+from worker.service.budgets import Budgets, period_deltas, reached, threshold_events
 from worker.service.handlers import BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork
-from worker.service.rows import ConversationClaim, ConversationDelta, EventKey, NewConversation, by_id, by_uuid
+from worker.service.pricing import PriceBook, cost_of, models_to_price
+from worker.service.rows import (
+    ConversationClaim,
+    ConversationDelta,
+    EventKey,
+    NewConversation,
+    Usage,
+    UserBudget,
+    by_id,
+    by_uuid,
+)
+
+DEFAULT_BUDGETS = Budgets()
+NO_PRICES = PriceBook(())
 
 Result = Outcome | EventRejected | RetryLater
 
@@ -45,9 +64,10 @@ class _BatchState:
 
 
 async def apply_batch(
-    events: Sequence[Event], uow: AbstractUnitOfWork, types: EventTypes[Handler]
+    events: Sequence[Event], uow: AbstractUnitOfWork, types: EventTypes[Handler], budgets: Budgets = DEFAULT_BUDGETS
 ) -> list[Result]:
     """Apply `events` (of the known `types`) in one Unit of Work; return one result per event, in order."""
+    unpriced = published = 0
     plan = _BatchState(events)
     handlers: list[Handler] = [types.handler(event.type) for event in events]
     _mark_duplicates_within_batch(plan, handlers)
@@ -72,18 +92,56 @@ async def apply_batch(
             else:
                 plan.results[i] = Outcome.DUPLICATE
         if applied:
-            counters = _count(plan, handlers, applied, owners, claims)
+            costs = await _costs(uow, plan, handlers, applied)
+            unpriced = sum(1 for cost in costs.values() if cost is None)
+            usage = {i: Usage(handlers[i].tokens(events[i]), costs[i] or Decimal(0)) for i in applied}
+            counters = _count(plan, handlers, applied, owners, claims, usage)
             grown = await _create_conversations(uow, counters)
             for event_type in types:
-                of_type = [events[i] for i in applied if events[i].type == event_type.name]
+                of_type = [i for i in applied if events[i].type == event_type.name]
                 if of_type:
-                    await event_type.handler.store(of_type, uow)
+                    await event_type.handler.store([events[i] for i in of_type], [costs[i] for i in of_type], uow)
             if len(await uow.conversations.grow(grown)) != len(grown):
                 raise BatchConflict("a conversation was deleted concurrently")
-            if len(await uow.users.add_tokens(counters.by_user)) != len({u for u, n in counters.by_user.items() if n}):
+            users = await uow.users.add_usage(counters.by_user)
+            if len(users) != len({u for u, n in counters.by_user.items() if n}):
                 raise BatchConflict("a user was deleted concurrently")
+            charges = [(handlers[i].user_id(events[i]), events[i].time, usage[i]) for i in applied]
+            published = await _budgets(uow, users, charges, budgets)
             await uow.commit()
+    if budgets.observer is not None and (unpriced or published):
+        budgets.observer.committed(unpriced=unpriced, threshold_events=published)
     return [plan.results[i] for i in range(len(events))]
+
+
+async def _costs(
+    uow: AbstractUnitOfWork, plan: _BatchState, handlers: list[Handler], applied: list[int]
+) -> dict[int, Decimal | None]:
+    """Each applied event's cost; one read of the price table for the models that need it."""
+    charges = {i: handlers[i].charge(plan.events[i]) for i in applied}
+    models = models_to_price(list(charges.values()))
+    book = PriceBook(await uow.prices.for_models(models)) if models else NO_PRICES
+    return {i: cost_of(*charge, plan.events[i].time, book) for i, charge in charges.items()}
+
+
+async def _budgets(
+    uow: AbstractUnitOfWork,
+    users: dict[uuid.UUID, UserBudget],
+    charges: list[tuple[uuid.UUID, datetime, Usage]],
+    budgets: Budgets,
+) -> int:
+    """Grow the period rows, record the thresholds newly reached, write their events; return how many."""
+    periods = await uow.usage_periods.grow(period_deltas(users, charges))
+    candidates = reached(users, periods, budgets)
+    if not candidates:
+        return 0
+    recorded = await uow.quota.record(candidates)
+    new = [c for c in candidates if c.event_id in recorded]
+    if not new:
+        return 0
+    rows = threshold_events(new, budgets, datetime.now(UTC))
+    await uow.outbox.add(rows)
+    return len(rows)
 
 
 async def _create_conversations(uow: AbstractUnitOfWork, counters: _Counters) -> list[ConversationDelta]:
@@ -147,7 +205,7 @@ def _check_users_and_owners(
 class _Counters:
     """What the applied events add up to: one entry per counter row, sorted by id."""
 
-    by_user: dict[uuid.UUID, int]
+    by_user: dict[uuid.UUID, Usage]
     grown: list[ConversationDelta]
     created: list[NewConversation]
     if_existing: dict[uuid.UUID, ConversationDelta]
@@ -160,40 +218,44 @@ def _count(
     applied: list[int],
     owners: dict[uuid.UUID, uuid.UUID],
     claims: dict[int, ConversationClaim | None],
+    usage: dict[int, Usage],
 ) -> _Counters:
-    by_user: dict[uuid.UUID, int] = {}
+    by_user: dict[uuid.UUID, Usage] = {}
     deltas: dict[uuid.UUID, ConversationDelta] = {}
     # A new conversation is its merged delta plus what its first claim says (owner, model, time).
     if_existing: dict[uuid.UUID, ConversationDelta] = {}
     first_claims: dict[uuid.UUID, tuple[ConversationClaim, uuid.UUID]] = {}
     for i in applied:
-        event, handler = plan.events[i], handlers[i]
-        user_id, tokens = handler.user_id(event), handler.tokens(event)
-        by_user[user_id] = by_user.get(user_id, 0) + tokens
+        user_id, used = handlers[i].user_id(plan.events[i]), usage[i]
+        by_user[user_id] = by_user[user_id] + used if user_id in by_user else used
         claim = claims[i]
         if claim is None:
             continue
         if claim.id in owners:
-            deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, tokens)
+            deltas[claim.id] = _merge_delta(deltas.get(claim.id), claim, used)
         else:
             first_claims.setdefault(claim.id, (claim, user_id))
-            if_existing[claim.id] = _merge_delta(if_existing.get(claim.id), claim, tokens)
+            if_existing[claim.id] = _merge_delta(if_existing.get(claim.id), claim, used)
     created = [_new_conversation(*first_claims[d.id], d) for d in sorted(if_existing.values(), key=by_id)]
     return _Counters(dict(sorted(by_user.items(), key=by_uuid)), sorted(deltas.values(), key=by_id), created, if_existing)
 
 
-def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, tokens: int) -> ConversationDelta:
+def _merge_delta(delta: ConversationDelta | None, claim: ConversationClaim, used: Usage) -> ConversationDelta:
     if delta is None:
-        return ConversationDelta(claim.id, tokens, claim.title, claim.touch_at)
+        return ConversationDelta(claim.id, used.tokens, claim.title, claim.touch_at, used.cost)
     return ConversationDelta(
-        claim.id, delta.tokens + tokens, delta.title or claim.title, _later(delta.touch_at, claim.touch_at)
+        claim.id,
+        delta.tokens + used.tokens,
+        delta.title or claim.title,
+        _later(delta.touch_at, claim.touch_at),
+        delta.cost + used.cost,
     )
 
 
 def _new_conversation(first: ConversationClaim, user_id: uuid.UUID, delta: ConversationDelta) -> NewConversation:
     """The row to insert: created when its first event says, touched by the latest message."""
     return NewConversation(
-        delta.id, user_id, first.model, delta.title, delta.tokens, first.at, _later(first.at, delta.touch_at)
+        delta.id, user_id, first.model, delta.title, delta.tokens, first.at, _later(first.at, delta.touch_at), delta.cost
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Protocol
 
 from worker.contract.events import Event, MessageCreatedData, UsageRecordedData
@@ -23,16 +24,23 @@ class BatchConflict(TransientError):
     """A concurrent transaction stored a row this batch assumed new: retry the batch at once."""
 
 
+Charge = tuple[str | None, int, int, Decimal | None]
+"""What an event charges: model, prompt tokens, completion tokens, and the cost it was sent with."""
+
+
 class Handler(Protocol):
     def user_id(self, event: Event) -> uuid.UUID: ...
 
     def tokens(self, event: Event) -> int: ...
 
+    def charge(self, event: Event) -> Charge: ...
+
     def message_id(self, event: Event) -> uuid.UUID | None: ...
 
     def conversation(self, event: Event) -> ConversationClaim | None: ...
 
-    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None: ...
+    async def store(self, events: Sequence[Event], costs: Sequence[Decimal | None], uow: AbstractUnitOfWork) -> None:
+        """Store the events' own rows; `costs[i]` is the cost of `events[i]` (None: unknown)."""
 
 
 class MessageCreatedHandler:
@@ -43,6 +51,10 @@ class MessageCreatedHandler:
 
     def tokens(self, event: Event) -> int:
         return _message(event).total_tokens
+
+    def charge(self, event: Event) -> Charge:
+        data = _message(event)
+        return (data.model, data.prompt_tokens, data.completion_tokens, data.cost_usd)
 
     def message_id(self, event: Event) -> uuid.UUID | None:
         return _message(event).message_id
@@ -58,7 +70,7 @@ class MessageCreatedHandler:
             touch_at=created_at,
         )
 
-    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None:
+    async def store(self, events: Sequence[Event], costs: Sequence[Decimal | None], uow: AbstractUnitOfWork) -> None:
         rows = [
             MessageRow(
                 id=data.message_id,
@@ -70,8 +82,9 @@ class MessageCreatedHandler:
                 completion_tokens=data.completion_tokens,
                 metadata_json=event.metadata_json,
                 created_at=data.created_at or event.time,
+                cost_usd=cost,
             )
-            for event in events
+            for event, cost in zip(events, costs, strict=True)
             for data in (_message(event),)
         ]
         stored = await uow.messages.add_all(rows)
@@ -88,6 +101,10 @@ class UsageRecordedHandler:
     def tokens(self, event: Event) -> int:
         return _usage(event).total_tokens
 
+    def charge(self, event: Event) -> Charge:
+        data = _usage(event)
+        return (data.model, data.prompt_tokens, data.completion_tokens, data.cost_usd)
+
     def message_id(self, event: Event) -> uuid.UUID | None:
         return None  # a reference only, never an identity
 
@@ -97,7 +114,7 @@ class UsageRecordedHandler:
             return None
         return ConversationClaim(id=data.conversation_id, model=data.model, title=None, at=event.time, touch_at=None)
 
-    async def store(self, events: Sequence[Event], uow: AbstractUnitOfWork) -> None:
+    async def store(self, events: Sequence[Event], costs: Sequence[Decimal | None], uow: AbstractUnitOfWork) -> None:
         rows = [
             UsageRow(
                 source=event.source,
@@ -111,8 +128,9 @@ class UsageRecordedHandler:
                 completion_tokens=data.completion_tokens,
                 request_id=data.request_id,
                 recorded_at=event.time,
+                cost_usd=cost,
             )
-            for event in events
+            for event, cost in zip(events, costs, strict=True)
             for data in (_usage(event),)
         ]
         await uow.usage_records.add_all(rows)

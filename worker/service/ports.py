@@ -9,7 +9,20 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
-from worker.service.rows import ConversationDelta, EventKey, MessageRow, NewConversation, UsageRow
+from worker.service.rows import (
+    ConversationDelta,
+    Crossing,
+    EventKey,
+    MessageRow,
+    NewConversation,
+    OutboxRow,
+    PeriodDelta,
+    PeriodUsage,
+    Price,
+    Usage,
+    UsageRow,
+    UserBudget,
+)
 
 
 class Inbox(Protocol):
@@ -23,7 +36,8 @@ class Inbox(Protocol):
 class Users(Protocol):
     async def existing(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]: ...
 
-    async def add_tokens(self, tokens_by_user: dict[uuid.UUID, int]) -> set[uuid.UUID]: ...
+    async def add_usage(self, usage_by_user: dict[uuid.UUID, Usage]) -> dict[uuid.UUID, UserBudget]:
+        """Lock (sorted) and grow the users with usage; return them as grown."""
 
 
 class Conversations(Protocol):
@@ -44,6 +58,24 @@ class UsageRecords(Protocol):
 
 class ApiKeys(Protocol):
     async def touch(self, uses: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]) -> None: ...
+
+
+class Prices(Protocol):
+    async def for_models(self, models: Sequence[str]) -> list[Price]: ...
+
+
+class UsagePeriods(Protocol):
+    async def grow(self, deltas: Sequence[PeriodDelta]) -> list[PeriodUsage]:
+        """Create or grow each period row; return the rows as grown."""
+
+
+class Quota(Protocol):
+    async def record(self, crossings: Sequence[Crossing]) -> set[uuid.UUID]:
+        """Record the crossings not recorded before; return their event ids."""
+
+
+class Outbox(Protocol):
+    async def add(self, rows: Sequence[OutboxRow]) -> None: ...
 
 
 class Gate(Protocol):
@@ -67,6 +99,10 @@ class AbstractUnitOfWork(abc.ABC):
     messages: Messages
     usage_records: UsageRecords
     api_keys: ApiKeys
+    prices: Prices
+    usage_periods: UsagePeriods
+    quota: Quota
+    outbox: Outbox
     committed: bool = False
 
     async def __aenter__(self) -> AbstractUnitOfWork:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 
@@ -62,6 +63,7 @@ class ConversationDelta:
     tokens: int
     title: str | None
     touch_at: datetime | None
+    cost: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class NewConversation:
     tokens: int
     created_at: datetime
     updated_at: datetime
+    cost: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class MessageRow:
     metadata_json: str | None
     """JSON text for jsonb, numbers in the digits the event was sent with."""
     created_at: datetime
+    cost_usd: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,86 @@ class UsageRow:
     completion_tokens: int
     request_id: str | None
     recorded_at: datetime
+    cost_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What applied events add to one counter row: tokens and cost."""
+
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tokens + other.tokens, self.cost + other.cost)
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens or self.cost)
+
+
+@dataclass(frozen=True)
+class UserBudget:
+    """A user's counters and budget, as the batch that grew them left them (row locked)."""
+
+    id: uuid.UUID
+    tokens_used: int
+    cost_used: Decimal
+    tier: str
+    budget_period: str
+    tokens_limit: int
+    cost_limit_usd: Decimal | None
+
+
+@dataclass(frozen=True)
+class PeriodDelta:
+    """What a batch adds to one user's usage in one budget period."""
+
+    user_id: uuid.UUID
+    period: str
+    period_start: date
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    """A user's usage in one budget period after the batch grew it."""
+
+    user_id: uuid.UUID
+    period: str
+    period_start: date
+    tokens: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's price per token from `valid_from` (a UTC day) on."""
+
+    model: str
+    valid_from: date
+    input_cost_per_token: Decimal
+    output_cost_per_token: Decimal
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One threshold of one limit crossed in one period."""
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    period: str
+    period_start: date | None
+    limit_kind: str
+    limit_value: Decimal
+    threshold: int
+    usage: Decimal
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event to publish once the transaction that wrote it commits."""
+
+    event_id: str
+    ordering_key: uuid.UUID
+    routing_key: str
+    payload_json: str

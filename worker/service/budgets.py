@@ -1,0 +1,177 @@
+"""Budget periods, limits and threshold crossings: which thresholds a commit crossed, and the events that say so.
+
+A user's budget period is `none` (lifetime), `day` or `month`, calendar periods in UTC. An
+event counts in the period of its own time, so a redelivery lands in the same period. Usage
+in a period is its own row; a new period is a new row, so nothing is ever reset.
+
+A threshold (a percent of a limit, per tier) is crossed when usage reaches it. Each crossing
+has an id derived from (user, period, period start, limit kind, limit value, threshold): the
+database keeps one row per id, so a threshold is reported once per period and limit; a new
+period, or a raised (or lowered) limit, is a new id, which re-arms it. The crossings one
+commit makes for one limit become one `quota.threshold_crossed` event, listing them all; its
+id is the id of the highest threshold in it, so a republished event keeps its id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import orjson
+
+from worker.contract.names import QUOTA_THRESHOLD_CROSSED
+from worker.service.rows import Crossing, OutboxRow, PeriodDelta, PeriodUsage, Usage, UserBudget
+
+PERIODS = ("none", "day", "month")
+LIFETIME = "none"
+DEFAULT_TIER = "default"
+DEFAULT_THRESHOLDS: Mapping[str, tuple[int, ...]] = {DEFAULT_TIER: (80, 100)}
+# Namespace of the crossing ids (UUIDv5): fixed forever, subscribers deduplicate by these ids.
+CROSSING_NAMESPACE = uuid.UUID("6f1c2a4e-9d0b-5c7e-8a31-2b4d6e8f0a17")
+
+
+class BudgetObserver(Protocol):
+    """Told what each committed batch did to budgets (metrics, waking the outbox relay)."""
+
+    def committed(self, unpriced: int, threshold_events: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The budget policy: thresholds per tier, the outgoing events' source, who hears of commits."""
+
+    thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    source: str = "llm-persistence-worker"
+    observer: BudgetObserver | None = None
+
+    def thresholds_of(self, tier: str) -> tuple[int, ...]:
+        return self.thresholds.get(tier) or self.thresholds.get(DEFAULT_TIER) or ()
+
+
+def period_start(period: str, at: datetime) -> date | None:
+    """The first day of the `period` holding `at` (UTC); None for the lifetime period."""
+    day = at.astimezone(UTC).date()
+    if period == "day":
+        return day
+    if period == "month":
+        return day.replace(day=1)
+    return None
+
+
+def period_end(period: str, start: date | None) -> date | None:
+    """The first day after the period starting at `start` (exclusive end)."""
+    if start is None:
+        return None
+    if period == "day":
+        return date.fromordinal(start.toordinal() + 1)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def period_deltas(
+    budgets: Mapping[uuid.UUID, UserBudget], charges: Sequence[tuple[uuid.UUID, datetime, Usage]]
+) -> list[PeriodDelta]:
+    """What the applied events add to the period rows of users whose budget has a period, sorted."""
+    sums: dict[tuple[uuid.UUID, str, date], Usage] = {}
+    for user_id, at, usage in charges:
+        user = budgets.get(user_id)
+        if user is None or user.budget_period == LIFETIME or not usage:
+            continue
+        start = period_start(user.budget_period, at)
+        assert start is not None
+        key = (user_id, user.budget_period, start)
+        sums[key] = sums.get(key, Usage()) + usage
+    return [PeriodDelta(u, p, s, usage) for (u, p, s), usage in sorted(sums.items(), key=lambda i: (i[0][0].int, i[0][2]))]
+
+
+def reached(
+    budgets: Mapping[uuid.UUID, UserBudget], periods: Sequence[PeriodUsage], policy: Budgets
+) -> list[Crossing]:
+    """Every threshold the usage of a grown user or period now reaches (recorded or not yet)."""
+    crossings = []
+    for user in budgets.values():
+        if user.budget_period == LIFETIME:
+            crossings += _reached(user, None, user.tokens_used, user.cost_used, policy)
+    for row in periods:
+        user = budgets[row.user_id]
+        if row.period == user.budget_period:
+            crossings += _reached(user, row.period_start, row.tokens, row.cost, policy)
+    return crossings
+
+
+def _reached(
+    user: UserBudget, start: date | None, tokens: int, cost: Decimal, policy: Budgets
+) -> list[Crossing]:
+    limits: list[tuple[str, Decimal, Decimal]] = [("tokens", Decimal(user.tokens_limit), Decimal(tokens))]
+    if user.cost_limit_usd is not None:
+        limits.append(("cost_usd", user.cost_limit_usd, cost))
+    found = []
+    for kind, limit, used in limits:
+        if not used:
+            continue
+        for threshold in policy.thresholds_of(user.tier):
+            if used * 100 >= limit * threshold:
+                event_id = crossing_id(user.id, user.budget_period, start, kind, limit, threshold)
+                found.append(Crossing(event_id, user.id, user.budget_period, start, kind, limit, threshold, used))
+    return found
+
+
+def crossing_id(
+    user_id: uuid.UUID, period: str, start: date | None, limit_kind: str, limit: Decimal, threshold: int
+) -> uuid.UUID:
+    """The stable id of one crossing: the same inputs give the same id in every process, forever."""
+    name = "/".join((str(user_id), period, start.isoformat() if start else "lifetime", limit_kind,
+                     _plain(limit), str(threshold)))
+    return uuid.uuid5(CROSSING_NAMESPACE, name)
+
+
+def threshold_events(new: Sequence[Crossing], policy: Budgets, now: datetime) -> list[OutboxRow]:
+    """One `quota.threshold_crossed` event per (user, period, limit) among the new crossings."""
+    groups: dict[tuple[uuid.UUID, date | None, str], list[Crossing]] = {}
+    for crossing in new:
+        groups.setdefault((crossing.user_id, crossing.period_start, crossing.limit_kind), []).append(crossing)
+    rows = []
+    for (user_id, _, _), crossings in sorted(groups.items(), key=_group_order):
+        crossings.sort(key=lambda c: c.threshold)
+        top = crossings[-1]
+        payload = {
+            "specversion": "1.0",
+            "id": str(top.event_id),
+            "source": policy.source,
+            "type": QUOTA_THRESHOLD_CROSSED,
+            "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": _data(top, [c.threshold for c in crossings]),
+        }
+        rows.append(OutboxRow(str(top.event_id), user_id, QUOTA_THRESHOLD_CROSSED, orjson.dumps(payload).decode()))
+    return rows
+
+
+def _group_order(item: tuple[tuple[uuid.UUID, date | None, str], list[Crossing]]) -> tuple[int, date, str]:
+    (user_id, start, kind), _ = item
+    return (user_id.int, start or date.min, kind)
+
+
+def _data(crossing: Crossing, thresholds: list[int]) -> dict[str, Any]:
+    tokens = crossing.limit_kind == "tokens"
+    return {
+        "user_id": str(crossing.user_id),
+        "period": {
+            "kind": crossing.period,
+            "start": crossing.period_start.isoformat() if crossing.period_start else None,
+            "end": (end.isoformat() if (end := period_end(crossing.period, crossing.period_start)) else None),
+        },
+        "limit_kind": crossing.limit_kind,
+        "thresholds": thresholds,
+        "usage": int(crossing.usage) if tokens else _plain(crossing.usage),
+        "limit": int(crossing.limit_value) if tokens else _plain(crossing.limit_value),
+    }
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros: `10`, `0.5`."""
+    text = format(value.normalize(), "f") if value else "0"
+    return text
