@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,6 +139,22 @@ class Settings(BaseSettings):
     inbox_days_ahead: int = Field(default=7, ge=1)
     """Daily inbox partitions created ahead of time."""
 
+    quota_thresholds: dict[str, list[Annotated[int, Field(ge=1, le=1000)]]] = {"default": [80, 100]}
+    """Percent thresholds of each limit, by user tier (JSON); a tier not listed takes `default`. Each
+    crossing is announced once per period and limit as a `quota.threshold_crossed` event."""
+
+    event_source: str = Field(default="llm-persistence-worker", min_length=1, max_length=255)
+    """CloudEvents `source` of the events the worker publishes (`quota.threshold_crossed`)."""
+
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    """How often the outbox relay looks for events other workers wrote (its own it publishes at once)."""
+
+    outbox_batch_size: PositiveInt = 100
+    """Outbox events one relay round claims and publishes."""
+
+    outbox_retention_days: int = Field(default=7, ge=1)
+    """Days a published outbox event is kept before it is deleted."""
+
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """Event loop of `worker run` and `worker bench`: uvloop (faster; measured in docs/BENCHMARKS.md) or the standard one."""
 
@@ -154,3 +170,8 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("a retry schedule needs at least one delay")
         return value
+
+    @field_validator("quota_thresholds")
+    @classmethod
+    def _sorted_thresholds(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        return {tier: sorted(set(percents)) for tier, percents in value.items()}

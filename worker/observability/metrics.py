@@ -79,6 +79,24 @@ class Metrics:
         self.outages = Counter(
             "worker_outages_total", "Times processing paused because a dependency was down.", ["dependency"], registry=r
         )
+        self.unpriced_events = Counter(
+            "worker_unpriced_events_total",
+            "Applied events with tokens whose cost was unknown (no cost_usd, and no price for their model): "
+            "stored with a NULL cost.",
+            registry=r,
+        )
+        self.threshold_events = Counter(
+            "worker_quota_threshold_events_total", "quota.threshold_crossed events written to the outbox.", registry=r
+        )
+        self.outbox_published = Counter(
+            "worker_outbox_published_total", "Outbox events the broker confirmed (then marked sent).", registry=r
+        )
+        self.outbox_failures = Counter(
+            "worker_outbox_failures_total",
+            "Outbox publishes not confirmed (publish, unroutable) and relay rounds that failed (round).",
+            ["reason"],
+            registry=r,
+        )
         self.ready = Gauge("worker_ready", "1 when connected to broker and database and consuming.", registry=r)
 
 

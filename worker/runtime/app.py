@@ -20,10 +20,12 @@ from worker.broker.publisher import ConfirmedPublisher, open_publisher_channel
 from worker.broker.settlement import RetrySchedules, Settler
 from worker.broker.topology import declare_topology
 from worker.contract.decoding import Limits
+from worker.contract.names import EXCHANGE
 from worker.db.engine import create_engine
 from worker.db.failures import classify, database_unreachable
 from worker.db.inbox_partitions import try_inbox_partitions
 from worker.db.migrations import wait_for_schema
+from worker.db.outbox import OutboxStore
 from worker.db.unit_of_work import UnitOfWork
 from worker.errors import StartupRefused
 from worker.observability.health import Health
@@ -31,9 +33,11 @@ from worker.observability.http import build_app, serve
 from worker.observability.metrics import Metrics
 from worker.runtime.gate import DependencyGate
 from worker.runtime.heap import freeze_heap
+from worker.runtime.relay import OutboxRelay
 from worker.runtime.startup import EXIT_CONFIG, EXIT_CONSUMER_NOT_RESTORED, EXIT_OK, until_reachable
 from worker.runtime.watchdog import ConsumerWatchdog
 from worker.service.applier import EventApplier
+from worker.service.budgets import Budgets
 from worker.service.event_types import EVENT_TYPES
 from worker.settings import Settings
 
@@ -55,6 +59,7 @@ class Worker:
     gate: DependencyGate
     metrics: Metrics
     health: Health
+    relay: OutboxRelay | None = None
     draining: bool = False
     http: web.AppRunner | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -92,6 +97,7 @@ async def _start(
 
         gate = DependencyGate(probe, settings.outage_probe_interval_s)
         gate.on_change(lambda is_open: _count_outage(metrics, is_open))
+        budget_telemetry = BudgetTelemetry(metrics)
         applier = EventApplier(
             lambda: UnitOfWork(engine),
             EVENT_TYPES,
@@ -100,6 +106,11 @@ async def _start(
             settings.retry_in_place,
             settings.retry_backoff_ms,
             on_batch=metrics.batch_size.observe,
+            budgets=Budgets(
+                {tier: tuple(percents) for tier, percents in settings.quota_thresholds.items()},
+                settings.event_source,
+                budget_telemetry,
+            ),
         )
         connection = await until_reachable(
             "broker", lambda: connect_broker(settings, "llm-persistence-worker"), broker_unreachable
@@ -139,10 +150,23 @@ async def _start(
             fast_path=settings.amqp_fast_path,
         )
         gate.on_change(consumer.on_gate_change)
-        worker = Worker(settings, engine, connection, publisher_connection, consumer, gate, metrics, health, http=http)
+        exchange = await publisher.channel.get_exchange(EXCHANGE)
+        relay = OutboxRelay(
+            OutboxStore(engine),
+            lambda message, routing_key: publisher.publish(message, routing_key, exchange),
+            metrics,
+            settings.outbox_batch_size,
+            settings.outbox_poll_interval_s,
+            settings.outbox_retention_days,
+        )
+        budget_telemetry.relay = relay
+        worker = Worker(
+            settings, engine, connection, publisher_connection, consumer, gate, metrics, health, relay=relay, http=http
+        )
         _wire_health(worker)
         await consumer.start()
         worker.background.append(asyncio.create_task(_sample_pool(worker), name="pool-sampler"))
+        worker.background.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     except BaseException:
         if publisher_connection is not None:
             await publisher_connection.close()
@@ -150,6 +174,22 @@ async def _start(
         await engine.dispose()
         raise
     return worker
+
+
+class BudgetTelemetry:
+    """Hears of each committed batch's budget work: counts it, and wakes the relay for new events."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.relay: OutboxRelay | None = None
+
+    def committed(self, unpriced: int, threshold_events: int) -> None:
+        if unpriced:
+            self.metrics.unpriced_events.inc(unpriced)
+        if threshold_events:
+            self.metrics.threshold_events.inc(threshold_events)
+            if self.relay is not None:
+                self.relay.wake()
 
 
 def _wire_health(worker: Worker) -> None:

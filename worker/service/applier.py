@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from worker.contract.events import Event
 from worker.contract.types import EventTypes
 from worker.errors import Outage, RetryLater, TransientError
-from worker.service.batch import Result, apply_batch
+from worker.service.batch import DEFAULT_BUDGETS, Result, apply_batch
+from worker.service.budgets import Budgets
 from worker.service.handlers import BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork, ClassifyError, Gate
@@ -47,6 +48,7 @@ class EventApplier:
         retries_in_place: int,
         backoff_ms: int,
         on_batch: Callable[[int], None] | None = None,
+        budgets: Budgets = DEFAULT_BUDGETS,
     ) -> None:
         self.uow_factory = uow_factory
         self.types = types
@@ -55,6 +57,7 @@ class EventApplier:
         self.retries_in_place = retries_in_place
         self.backoff_ms = backoff_ms
         self.on_batch = on_batch or (lambda size: None)
+        self.budgets = budgets
 
     async def apply(
         self, events: Sequence[Event], outages_allowed: int = OUTAGES_BEFORE_BLAMING_THE_BATCH
@@ -68,7 +71,7 @@ class EventApplier:
             await self.gate.wait_open()
             tries += 1
             try:
-                results = await apply_batch(events, self.uow_factory(), self.types)
+                results = await apply_batch(events, self.uow_factory(), self.types, self.budgets)
             except BatchConflict as exc:
                 conflicts += 1
                 if conflicts <= CONFLICT_RETRIES:
