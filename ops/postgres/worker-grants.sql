@@ -34,29 +34,55 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = 'public.processed_events'::regclass
 \gexec
 
--- UserRepository.existing: SELECT id; add_tokens: SELECT id … FOR NO KEY UPDATE (row locks
--- need an UPDATE grant), then UPDATE users SET tokens_used = tokens_used + d.tokens.
--- Never email, password, tier or limit.
-GRANT SELECT (id, tokens_used), UPDATE (tokens_used) ON users TO :"worker_role";
+-- UserRepository.existing: SELECT id; add_usage: SELECT id … FOR NO KEY UPDATE (row locks
+-- need an UPDATE grant), then UPDATE users SET tokens_used, cost_used from their current
+-- values RETURNING the counters and the budget (tier, period, limits). Never email or password.
+GRANT SELECT (id, tokens_used, cost_used, tier, budget_period, tokens_limit, cost_limit_usd),
+      UPDATE (tokens_used, cost_used)
+    ON users TO :"worker_role";
 
 -- ConversationRepository.owners: SELECT id, user_id; grow: SELECT id … FOR NO KEY UPDATE,
 -- then UPDATE SET total_tokens, title, updated_at from their current values; create:
 -- INSERT … ON CONFLICT (id) DO NOTHING RETURNING id.
-GRANT SELECT (id, user_id, title, total_tokens, updated_at),
-      INSERT (id, user_id, model, title, total_tokens, created_at, updated_at),
-      UPDATE (title, total_tokens, updated_at)
+GRANT SELECT (id, user_id, title, total_tokens, cost_used, updated_at),
+      INSERT (id, user_id, model, title, total_tokens, cost_used, created_at, updated_at),
+      UPDATE (title, total_tokens, cost_used, updated_at)
     ON conversations TO :"worker_role";
 
 -- MessageRepository.add_all: INSERT … ON CONFLICT (id) DO NOTHING RETURNING id; the inbox
 -- looks messages up by id.
 GRANT SELECT (id),
-      INSERT (id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at)
+      INSERT (id, conversation_id, role, content, model, prompt_tokens, completion_tokens, metadata, created_at,
+              cost_usd)
     ON messages TO :"worker_role";
 
 -- UsageRecordRepository.add_all: a plain INSERT (id from gen_random_uuid()).
 GRANT INSERT (id, event_source, event_id, user_id, conversation_id, message_id, api_key_id,
-              model, prompt_tokens, completion_tokens, request_id, recorded_at)
+              model, prompt_tokens, completion_tokens, request_id, recorded_at, cost_usd)
     ON usage_records TO :"worker_role";
+
+-- PriceRepository.for_models: the prices of the batch's models.
+GRANT SELECT (model, valid_from, input_cost_per_token, output_cost_per_token) ON model_prices TO :"worker_role";
+
+-- UsagePeriodRepository.grow: INSERT … ON CONFLICT DO UPDATE SET tokens, cost_usd from their
+-- current values RETURNING the row.
+GRANT SELECT (user_id, period, period_start, tokens, cost_usd),
+      INSERT (user_id, period, period_start, tokens, cost_usd),
+      UPDATE (tokens, cost_usd)
+    ON usage_periods TO :"worker_role";
+
+-- QuotaRepository.record: INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id.
+GRANT SELECT (event_id),
+      INSERT (event_id, user_id, period, period_start, limit_kind, limit_value, threshold, usage)
+    ON quota_crossings TO :"worker_role";
+
+-- OutboxRepository.add: INSERT … ON CONFLICT (event_id) DO NOTHING; the relay
+-- (worker.db.outbox): claim (SELECT … FOR UPDATE SKIP LOCKED), mark sent, prune sent rows.
+GRANT SELECT (seq, event_id, ordering_key, routing_key, payload, sent_at),
+      INSERT (event_id, ordering_key, routing_key, payload),
+      UPDATE (sent_at),
+      DELETE
+    ON outbox TO :"worker_role";
 
 -- ApiKeyRepository.touch: UPDATE api_keys SET last_used_at WHERE id, user_id and an older
 -- last_used_at.

@@ -22,9 +22,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        env[f"WORKER_{name.upper()}"] = (
-            "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
-        )
+        env[f"WORKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     env["WORKER_LOG_FORMAT"] = "json"
     return env
 

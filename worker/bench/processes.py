@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +20,8 @@ def settings_env(settings: Settings, extra: dict[str, str] | None = None) -> dic
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        if isinstance(value, list):
-            text = "[" + ",".join(str(v) for v in value) + "]"
+        if isinstance(value, list | dict):
+            text = json.dumps(value)
         elif isinstance(value, bool):
             text = "true" if value else "false"
         elif value is None:
