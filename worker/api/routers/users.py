@@ -17,6 +17,7 @@ from worker.api.dependencies import (
     Credentials,
     Repo,
     Uow,
+    VisibleUser,
     bearer_token,
     is_admin,
     key_usable,
@@ -73,7 +74,7 @@ async def get_user(user_id: uuid.UUID, who: CallerDep, repo: Repo) -> UserOut:
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=responses(403, 404))
-async def update_budget(user_id: uuid.UUID, body: BudgetUpdate, _: AdminDep, uow: Uow, repo: Repo) -> UserOut:
+async def update_budget(user_id: VisibleUser, body: BudgetUpdate, _: AdminDep, uow: Uow, repo: Repo) -> UserOut:
     """Change the tier, limits or budget period. Entering `day` or `month` fills the current period's
     usage from the stored messages and usage records, in the same transaction."""
     fields = body.model_fields_set
