@@ -17,12 +17,19 @@ from worker.db.budgets import USER_LEDGER, current_period
 from worker.db.transaction import Transaction
 
 _API_KEY = "SELECT user_id, is_active, expires_at FROM api_keys WHERE key_hash = $1"
-# A user's usage in the current budget period (the lifetime counters for `none`, else the period's
-# `usage_periods` row, 0 when absent) and the thresholds crossed for the limits as they are now
-# (a changed limit re-arms them). Every join is on a primary key or ix_quota_crossings_user_period.
-_BUDGET_JOINS = f"""
+# A user's usage in the current budget period: the lifetime counters for `none`, else the period's
+# `usage_periods` row (0 when absent). Joined on primary keys.
+_PERIOD_USAGE = f"""
     LEFT JOIN LATERAL {current_period("u.budget_period")} ON true
     LEFT JOIN usage_periods up ON up.user_id = u.id AND up.period = u.budget_period AND up.period_start = p.start
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN u.budget_period = 'none' THEN u.tokens_used ELSE coalesce(up.tokens, 0) END,
+               CASE WHEN u.budget_period = 'none' THEN u.cost_used ELSE coalesce(up.cost_usd, 0) END
+    ) AS period_usage(tokens, cost)
+"""
+# The thresholds crossed in the current period for the limits as they are now (a changed limit
+# re-arms them), through ix_quota_crossings_user_period.
+_CROSSED = """
     LEFT JOIN LATERAL (
         SELECT array_agg(DISTINCT q.threshold ORDER BY q.threshold) FILTER (
                    WHERE q.limit_kind = 'tokens' AND q.limit_value = u.tokens_limit) AS tokens_crossed,
@@ -32,10 +39,6 @@ _BUDGET_JOINS = f"""
         WHERE q.user_id = u.id AND q.period = u.budget_period
           AND (q.period_start = p.start OR (p.start IS NULL AND q.period_start IS NULL))
     ) AS crossed ON true
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN u.budget_period = 'none' THEN u.tokens_used ELSE coalesce(up.tokens, 0) END,
-               CASE WHEN u.budget_period = 'none' THEN u.cost_used ELSE coalesce(up.cost_usd, 0) END
-    ) AS period_usage(tokens, cost)
 """
 # Money is subtracted here, in NUMERIC: exact at any size (Python's Decimal rounds to 28 digits).
 _QUOTA_COLUMNS = """
@@ -48,14 +51,14 @@ _QUOTA_COLUMNS = """
 _USER = f"""
     SELECT u.id, u.email, u.tier, u.tokens_used, u.tokens_limit, u.cost_used, u.cost_limit_usd, u.budget_period,
            u.created_at, greatest(u.tokens_limit - period_usage.tokens, 0) AS tokens_remaining
-    FROM users u {_BUDGET_JOINS}
+    FROM users u {_PERIOD_USAGE}
     WHERE u.id = $1
 """
-_QUOTA = f"SELECT {_QUOTA_COLUMNS} FROM users u {_BUDGET_JOINS} WHERE u.id = $1"
+_QUOTA = f"SELECT {_QUOTA_COLUMNS} FROM users u {_PERIOD_USAGE} {_CROSSED} WHERE u.id = $1"
 # The key's user joined only when it is the user asked about: another user's quota reads as none.
 _QUOTA_WITH_KEY = f"""
     SELECT k.is_active, k.expires_at, {_QUOTA_COLUMNS}
-    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id AND u.id = $2 {_BUDGET_JOINS}
+    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id AND u.id = $2 {_PERIOD_USAGE} {_CROSSED}
     WHERE k.key_hash = $1
 """
 _USER_EXISTS = "SELECT 1 FROM users WHERE id = $1"
