@@ -8,7 +8,20 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from worker.commands import api, bench, dlq, inbox, migrate, policy, publish, run, show_settings, users, verify
+from worker.commands import (
+    api,
+    bench,
+    dlq,
+    inbox,
+    migrate,
+    policy,
+    prices,
+    publish,
+    run,
+    show_settings,
+    users,
+    verify,
+)
 from worker.logs import configure_logging
 from worker.runtime.startup import EXIT_CONFIG
 from worker.settings import Settings
@@ -16,7 +29,7 @@ from worker.settings import Settings
 # A new subcommand: a module in worker/commands with `register(subparsers)` and
 # `run(args, settings) -> int`, listed here.
 COMMANDS: tuple[ModuleType, ...] = (
-    migrate, run, api, publish, users, inbox, policy, dlq, verify, bench, show_settings
+    migrate, run, api, publish, users, prices, inbox, policy, dlq, verify, bench, show_settings
 )
 
 

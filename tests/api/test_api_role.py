@@ -76,12 +76,19 @@ async def test_every_endpoint_works_as_the_api_role(api_role: ApiRole) -> None:
                 f"/conversations/{conversation_id}/messages",
                 f"/users/{user['id']}/usage?group_by=day",
                 f"/users/{user['id']}/usage?group_by=model",
+                f"/users/{user['id']}/usage?group_by=month",
+                f"/users/{user['id']}/usage?group_by=period",
                 f"/users/{user['id']}/messages/search?q=anything",
                 f"/users/{user['id']}/api-keys",
                 "/readyz",
             ):
                 response = await client.get(path, headers=as_user)
                 assert response.status_code == 200, (path, response.text)
+            budget = {"tier": "pro", "tokens_limit": 10, "cost_limit_usd": "1.5", "budget_period": "month"}
+            patched = await client.patch(f"/users/{user['id']}", json=budget, headers=ADMIN)
+            assert patched.status_code == 200, patched.text
+            quota = await client.get(f"/users/{user['id']}/quota", headers=as_user)
+            assert quota.status_code == 200 and quota.json()["period"]["kind"] == "month"
             assert (await client.delete(f"/api-keys/{key['id']}", headers=as_user)).status_code == 204
             assert (await client.get(f"/users/{user['id']}/quota", headers=as_user)).status_code == 401
     finally:
@@ -93,6 +100,13 @@ async def test_every_endpoint_works_as_the_api_role(api_role: ApiRole) -> None:
     [
         "SELECT hashed_password FROM users",
         "UPDATE users SET tokens_used = 0",
+        "UPDATE users SET cost_used = 0",
+        "DELETE FROM usage_periods",
+        "UPDATE usage_periods SET period_start = '2000-01-01'",
+        "INSERT INTO quota_crossings (event_id, user_id, period, limit_kind, limit_value, threshold, usage)"
+        " VALUES (gen_random_uuid(), gen_random_uuid(), 'none', 'tokens', 1, 80, 1)",
+        "SELECT * FROM model_prices",
+        "SELECT * FROM outbox",
         "DELETE FROM messages",
         "DELETE FROM api_keys",
         "SELECT * FROM processed_events",

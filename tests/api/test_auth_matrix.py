@@ -25,6 +25,7 @@ class Route:
 ROUTES = [
     Route("POST", "/users", 201, admin_only=True, body={"password": "long enough password"}),
     Route("GET", "/users/{owner}", 200),
+    Route("PATCH", "/users/{owner}", 200, admin_only=True, body={"tier": "pro"}),
     Route("GET", "/users/{owner}/quota", 200),
     Route("GET", "/users/{owner}/conversations", 200),
     Route("POST", "/users/{owner}/conversations", 201, body={"model": "gpt-test"}),

@@ -56,7 +56,7 @@ async def test_a_user_reads_itself_with_its_remaining_tokens(client, db) -> None
     assert response.status_code == 200
     assert response.json() | {"created_at": None} == {
         "id": user["id"], "email": user["email"], "tier": "free", "tokens_used": 30, "tokens_limit": 100,
-        "tokens_remaining": 70, "created_at": None,
+        "tokens_remaining": 70, "cost_used": "0", "cost_limit_usd": None, "budget_period": "none", "created_at": None,
     }
 
 
@@ -65,8 +65,12 @@ async def test_the_quota_says_whether_the_limit_is_reached(client, db, used, exc
     user = await _new_user(client, tokens_limit=100)
     await _spend(db, user["id"], used)
     response = await client.get(f"/users/{user['id']}/quota", headers=ADMIN)
-    assert response.json() == {"tokens_used": used, "tokens_limit": 100, "tokens_remaining": remaining,
-                               "exceeded": exceeded}
+    assert response.json() == {
+        "tokens_used": used, "tokens_limit": 100, "tokens_remaining": remaining, "exceeded": exceeded,
+        "period": {"kind": "none", "start": None, "end": None},
+        "limits": [{"kind": "tokens", "used": used, "limit": 100, "remaining": remaining, "exceeded": exceeded,
+                    "thresholds_crossed": []}],
+    }
 
 
 async def test_a_created_conversation_is_listed_and_read_back(client) -> None:

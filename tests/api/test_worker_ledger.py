@@ -86,8 +86,11 @@ async def test_an_exceeded_limit_shows_once_the_worker_has_counted_past_it(clien
         quota = (await client.get(f"/users/{user}/quota", headers=ADMIN)).json()
         return quota if quota["exceeded"] else None
 
-    assert await eventually(exceeded) == {"tokens_used": 60, "tokens_limit": 50, "tokens_remaining": 0,
-                                          "exceeded": True}
+    quota = await eventually(exceeded)
+    assert {name: quota[name] for name in ("tokens_used", "tokens_limit", "tokens_remaining", "exceeded")} == {
+        "tokens_used": 60, "tokens_limit": 50, "tokens_remaining": 0, "exceeded": True}
+    assert quota["limits"][0] | {"thresholds_crossed": []} == {
+        "kind": "tokens", "used": 60, "limit": 50, "remaining": 0, "exceeded": True, "thresholds_crossed": []}
 
 
 async def _queue_empty(amqp_url: str) -> bool:

@@ -13,15 +13,52 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from worker.db.budgets import USER_LEDGER, current_period
 from worker.db.transaction import Transaction
 
 _API_KEY = "SELECT user_id, is_active, expires_at FROM api_keys WHERE key_hash = $1"
-_USER = "SELECT id, email, tier, tokens_used, tokens_limit, created_at FROM users WHERE id = $1"
-_QUOTA = "SELECT tokens_used, tokens_limit FROM users WHERE id = $1"
+# A user's usage in the current budget period: the lifetime counters for `none`, else the period's
+# `usage_periods` row (0 when absent). Joined on primary keys.
+_PERIOD_USAGE = f"""
+    LEFT JOIN LATERAL {current_period("u.budget_period")} ON true
+    LEFT JOIN usage_periods up ON up.user_id = u.id AND up.period = u.budget_period AND up.period_start = p.start
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN u.budget_period = 'none' THEN u.tokens_used ELSE coalesce(up.tokens, 0) END,
+               CASE WHEN u.budget_period = 'none' THEN u.cost_used ELSE coalesce(up.cost_usd, 0) END
+    ) AS period_usage(tokens, cost)
+"""
+# The thresholds crossed in the current period for the limits as they are now (a changed limit
+# re-arms them), through ix_quota_crossings_user_period.
+_CROSSED = """
+    LEFT JOIN LATERAL (
+        SELECT array_agg(DISTINCT q.threshold ORDER BY q.threshold) FILTER (
+                   WHERE q.limit_kind = 'tokens' AND q.limit_value = u.tokens_limit) AS tokens_crossed,
+               array_agg(DISTINCT q.threshold ORDER BY q.threshold) FILTER (
+                   WHERE q.limit_kind = 'cost_usd' AND q.limit_value = u.cost_limit_usd) AS cost_crossed
+        FROM quota_crossings q
+        WHERE q.user_id = u.id AND q.period = u.budget_period
+          AND (q.period_start = p.start OR (p.start IS NULL AND q.period_start IS NULL))
+    ) AS crossed ON true
+"""
+# Money is subtracted here, in NUMERIC: exact at any size (Python's Decimal rounds to 28 digits).
+_QUOTA_COLUMNS = """
+    u.id AS user_id, u.budget_period, p.start AS period_start, p."end" AS period_end,
+    period_usage.tokens AS tokens_used, u.tokens_limit, greatest(u.tokens_limit - period_usage.tokens, 0) AS tokens_remaining,
+    coalesce(crossed.tokens_crossed, '{}') AS tokens_crossed,
+    period_usage.cost AS cost_used, u.cost_limit_usd, greatest(u.cost_limit_usd - period_usage.cost, 0) AS cost_remaining,
+    coalesce(crossed.cost_crossed, '{}') AS cost_crossed
+"""
+_USER = f"""
+    SELECT u.id, u.email, u.tier, u.tokens_used, u.tokens_limit, u.cost_used, u.cost_limit_usd, u.budget_period,
+           u.created_at, greatest(u.tokens_limit - period_usage.tokens, 0) AS tokens_remaining
+    FROM users u {_PERIOD_USAGE}
+    WHERE u.id = $1
+"""
+_QUOTA = f"SELECT {_QUOTA_COLUMNS} FROM users u {_PERIOD_USAGE} {_CROSSED} WHERE u.id = $1"
 # The key's user joined only when it is the user asked about: another user's quota reads as none.
-_QUOTA_WITH_KEY = """
-    SELECT k.is_active, k.expires_at, u.tokens_used, u.tokens_limit
-    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id AND u.id = $2
+_QUOTA_WITH_KEY = f"""
+    SELECT k.is_active, k.expires_at, {_QUOTA_COLUMNS}
+    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id AND u.id = $2 {_PERIOD_USAGE} {_CROSSED}
     WHERE k.key_hash = $1
 """
 _USER_EXISTS = "SELECT 1 FROM users WHERE id = $1"
@@ -45,26 +82,26 @@ _API_KEYS = """
 """
 _API_KEY_OWNER = "SELECT user_id FROM api_keys WHERE id = $1"
 _REVOKE = "UPDATE api_keys SET is_active = false WHERE id = $1 RETURNING id"
-# Tokens come from two sources, the same ones `users.tokens_used` sums: messages (through their
-# conversation's owner) and usage records. Days are UTC (the API's sessions run in UTC).
-_USAGE = """
-    WITH ledger AS (
-        SELECT m.created_at AS at, coalesce(m.model, c.model) AS model,
-               m.prompt_tokens::bigint AS prompt, m.completion_tokens::bigint AS completion
-        FROM conversations c JOIN messages m ON m.conversation_id = c.id
-        WHERE c.user_id = $1 AND ($2::timestamptz IS NULL OR m.created_at >= $2)
-          AND ($3::timestamptz IS NULL OR m.created_at < $3)
-        UNION ALL
-        SELECT r.recorded_at, r.model, r.prompt_tokens, r.completion_tokens
-        FROM usage_records r
-        WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR r.recorded_at >= $2)
-          AND ($3::timestamptz IS NULL OR r.recorded_at < $3)
-    )
-    SELECT {key} AS key, sum(prompt)::bigint AS prompt_tokens, sum(completion)::bigint AS completion_tokens,
+# The ledger is what `users.tokens_used` and `cost_used` sum; days and months are UTC. ROLLUP adds
+# the total (`key` NULL), summed in NUMERIC, exactly. A NULL cost (no price applied) counts as 0.
+_USAGE = f"""
+    SELECT {{key}} AS key, GROUPING({{key}}) = 1 AS total,
+           coalesce(sum(prompt), 0)::bigint AS prompt_tokens, coalesce(sum(completion), 0)::bigint AS completion_tokens,
+           coalesce(sum(cost), 0) AS cost_usd, count(*) FILTER (WHERE cost IS NULL) AS unpriced_events,
            count(*) AS records
-    FROM ledger GROUP BY 1 ORDER BY 1
+    FROM ({USER_LEDGER}) AS ledger GROUP BY ROLLUP ({{key}}) ORDER BY 2, 1
 """
-_USAGE_BY = {"day": _USAGE.format(key="(at AT TIME ZONE 'UTC')::date::text"), "model": _USAGE.format(key="model")}
+_DAY = "(at AT TIME ZONE 'UTC')::date::text"
+_USAGE_BY = {
+    "day": _USAGE.format(key=_DAY),
+    "month": _USAGE.format(key="to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')"),
+    "model": _USAGE.format(key="model"),
+    # The groups of group_by=period, by the user's own period kind: keyed by the period's first day.
+    "period:day": _USAGE.format(key=_DAY),
+    "period:month": _USAGE.format(key="date_trunc('month', at AT TIME ZONE 'UTC')::date::text"),
+    "period:none": _USAGE.format(key="'lifetime'::text"),
+}
+_BUDGET_PERIOD = "SELECT budget_period FROM users WHERE id = $1"
 # Ranked by ts_rank, then id; the keyset is (rank, id) in that order.
 _SEARCH = """
     WITH hits AS (
@@ -107,7 +144,7 @@ class ApiRepository:
         return await self._one(_QUOTA, user_id)
 
     async def quota_with_key(self, hashed: str, user_id: uuid.UUID) -> dict[str, Any] | None:
-        """The key's state and, if the key is that user's, the user's counters (else None counters)."""
+        """The key's state and, if the key is that user's, the user's quota (else `user_id` None)."""
         return await self._one(_QUOTA_WITH_KEY, hashed, user_id)
 
     async def user_exists(self, user_id: uuid.UUID) -> bool:
@@ -138,9 +175,15 @@ class ApiRepository:
     async def revoke(self, key_id: uuid.UUID) -> bool:
         return await self._one(_REVOKE, key_id) is not None
 
+    async def budget_period(self, user_id: uuid.UUID) -> str | None:
+        row = await self._one(_BUDGET_PERIOD, user_id)
+        return row["budget_period"] if row else None
+
     async def usage(
         self, user_id: uuid.UUID, start: datetime | None, end: datetime | None, group_by: str
     ) -> list[dict[str, Any]]:
+        """One row per group in key order, then the total (`total` true; always there, zeros when empty).
+        `group_by`: day, month, model, or period:<kind> (period:day, period:month, period:none)."""
         return await self._all(_USAGE_BY[group_by], user_id, start, end)
 
     async def search(

@@ -1,8 +1,10 @@
-"""Users: creation (admin), the user with its counters, and the gateway's quota check."""
+"""Users: creation and budget changes (admin), the user with its counters, and the gateway's quota check."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime, time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import IntegrityError
@@ -15,13 +17,23 @@ from worker.api.dependencies import (
     Credentials,
     Repo,
     Uow,
+    VisibleUser,
     bearer_token,
     is_admin,
     key_usable,
     not_found,
 )
 from worker.api.problems import ApiError, responses
-from worker.api.schemas import NewUser, Quota, UserOut
+from worker.api.schemas import (
+    BudgetUpdate,
+    CostLimitState,
+    NewUser,
+    Period,
+    Quota,
+    TokensLimitState,
+    UserOut,
+)
+from worker.db.budgets import KEEP, BudgetChange, NoSuchUser, change_budget
 from worker.db.models import User
 
 router = APIRouter(tags=["users"], responses=responses(401, 422, 503))
@@ -35,6 +47,9 @@ async def create_user(body: NewUser, _: AdminDep, uow: Uow, repo: Repo) -> UserO
         user.tier = body.tier
     if body.tokens_limit is not None:
         user.tokens_limit = body.tokens_limit
+    if body.budget_period is not None:
+        user.budget_period = body.budget_period
+    user.cost_limit_usd = body.cost_limit_usd
     uow.users.add(user)
     try:
         await uow.commit()
@@ -47,14 +62,33 @@ async def _user(repo: Repo, user_id: uuid.UUID) -> UserOut:
     row = await repo.user(user_id)
     if row is None:
         raise not_found("user")
-    return UserOut(**row, tokens_remaining=max(row["tokens_limit"] - row["tokens_used"], 0))
+    return UserOut(**row)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=responses(404))
 async def get_user(user_id: uuid.UUID, who: CallerDep, repo: Repo) -> UserOut:
-    """The user with `tokens_used`, `tokens_limit` and `tokens_remaining`."""
+    """The user with its lifetime counters, its budget and what the current period has left."""
     if not who.may_see(user_id):
         raise not_found("user")
+    return await _user(repo, user_id)
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, responses=responses(403, 404))
+async def update_budget(user_id: VisibleUser, body: BudgetUpdate, _: AdminDep, uow: Uow, repo: Repo) -> UserOut:
+    """Change the tier, limits or budget period. Entering `day` or `month` fills the current period's
+    usage from the stored messages and usage records, in the same transaction."""
+    fields = body.model_fields_set
+    change = BudgetChange(
+        tier=body.tier,
+        tokens_limit=body.tokens_limit,
+        cost_limit_usd=body.cost_limit_usd if "cost_limit_usd" in fields else KEEP,
+        budget_period=body.budget_period,
+    )
+    try:
+        await change_budget(uow.sql, user_id, change)
+    except NoSuchUser:
+        raise not_found("user") from None
+    await uow.commit()
     return await _user(repo, user_id)
 
 
@@ -69,11 +103,34 @@ async def get_quota(user_id: uuid.UUID, request: Request, repo: Repo, credential
         row = await repo.quota_with_key(key_hash(token), user_id)
         if not key_usable(row):
             raise ApiError(401, INVALID_TOKEN)
-        if row["tokens_used"] is None:  # another user's, or none: the same answer
+        if row["user_id"] is None:  # another user's, or none: the same answer
             row = None
     else:
         raise ApiError(401, INVALID_TOKEN)
     if row is None:
         raise not_found("user")
-    used, limit = row["tokens_used"], row["tokens_limit"]
-    return Quota(tokens_used=used, tokens_limit=limit, tokens_remaining=max(limit - used, 0), exceeded=used >= limit)
+    return _quota(row)
+
+
+def _quota(row: dict[str, Any]) -> Quota:
+    """The quota from its statement's row; "exceeded" means used >= limit, for every limit."""
+    limits: list[TokensLimitState | CostLimitState] = [
+        TokensLimitState(
+            kind="tokens", used=row["tokens_used"], limit=row["tokens_limit"], remaining=row["tokens_remaining"],
+            exceeded=row["tokens_used"] >= row["tokens_limit"], thresholds_crossed=row["tokens_crossed"],
+        )
+    ]
+    if row["cost_limit_usd"] is not None:
+        limits.append(CostLimitState(
+            kind="cost_usd", used=row["cost_used"], limit=row["cost_limit_usd"], remaining=row["cost_remaining"],
+            exceeded=row["cost_used"] >= row["cost_limit_usd"], thresholds_crossed=row["cost_crossed"],
+        ))
+    period = Period(kind=row["budget_period"], start=_utc_midnight(row["period_start"]),
+                    end=_utc_midnight(row["period_end"]))
+    tokens = limits[0]
+    return Quota(tokens_used=tokens.used, tokens_limit=tokens.limit, tokens_remaining=tokens.remaining,
+                 exceeded=any(limit.exceeded for limit in limits), period=period, limits=limits)
+
+
+def _utc_midnight(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(), tzinfo=UTC)
