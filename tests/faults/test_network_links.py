@@ -27,22 +27,18 @@ async def test_a_stalled_then_cut_database_link_pauses_the_worker_and_loses_noth
     scenario = await new_scenario(db, database_url, amqp_url, settings)
     users = await create_users(db, 8)
     scenario.spawn()
+    # Each fault, then its end: the worker must notice the outage and resume by itself.
+    faults = [(250, proxy.stall, proxy.resume, "stalled (black hole)", "resumed"),
+              (700, proxy.cut, proxy.heal, "cut (every connection reset, new ones refused)", "healed")]
     async with scenario.streaming(mixed_events(users, EVENTS, random.Random(6)), per_second=100):
-        await scenario.wait_applied(250)
-        proxy.stall()
-        scenario.fault("database link stalled (black hole) after 250 applied")
-        await scenario.wait_logged("outage_started", 1)
-        proxy.resume()
-        await scenario.wait_logged("outage_ended", 1)
-        scenario.recover("database link resumed")
-
-        await scenario.wait_applied(700)
-        proxy.cut()
-        scenario.fault("database link cut (every connection reset, new ones refused) after 700 applied")
-        await scenario.wait_logged("outage_started", 2)
-        proxy.heal()
-        await scenario.wait_logged("outage_ended", 2)
-        scenario.recover("database link healed")
+        for outages, (threshold, break_link, mend_link, broken, mended) in enumerate(faults, start=1):
+            await scenario.wait_applied(threshold)
+            break_link()
+            scenario.fault(f"database link {broken} after {threshold} applied")
+            await scenario.wait_logged("outage_started", outages)
+            mend_link()
+            await scenario.wait_logged("outage_ended", outages)
+            scenario.recover(f"database link {mended}")
     finished = await scenario.finish(settle_timeout=60, workers=1, applied=EVENTS,
                                      notes=[f"proxy connections: {proxy.connections_seen}"])
     assert finished.outcomes["dead_lettered"] == 0, finished.outcomes

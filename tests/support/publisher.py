@@ -16,6 +16,7 @@ from typing import Any
 
 import aio_pika
 
+from tests.support.amqp import in_windows
 from tests.support.events import body as encode
 from tests.support.events import tokens_of
 from worker.contract.names import EXCHANGE, MESSAGE_CREATED
@@ -129,15 +130,7 @@ class RecordingPublisher:
         return await self.publish_entries((self.ledger.add_event(e) for e in events), window)
 
     async def publish_entries(self, entries: Iterable[Entry], window: int = 100) -> int:
-        pending: list[asyncio.Future[None]] = []
-        count = 0
-        for entry in entries:
-            pending.append(asyncio.ensure_future(self.publish_entry(entry)))
-            if len(pending) >= window:
-                await asyncio.gather(*pending)
-                count, pending = count + len(pending), []
-        await asyncio.gather(*pending)
-        return count + len(pending)
+        return await in_windows((self.publish_entry(entry) for entry in entries), window)
 
 
 async def _quietly(awaitable: Any) -> None:
