@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.faults import scenario
-from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario, WorkerFleet
+from tests.faults.fleet import WorkerFleet
+from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario
 from tests.support.config import migrated_database
 from tests.support.pg_cluster import PgCluster
 from tests.support.rabbit_node import RabbitNode

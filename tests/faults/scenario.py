@@ -1,4 +1,4 @@
-"""The pieces every fault test shares: settings, workload, worker fleet, worker logs, scenario and verdict.
+"""The pieces every fault test shares: settings, workload, the scenario and its verdict.
 
 A test builds its `Scenario` (settings, topology), publishes, spawns workers and injects its
 faults; `Scenario.finish()` drains, stops the workers, runs the kit's ledger checker and
@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.faults.fleet import WorkerFleet, log_excerpt, logged, outcomes
 from tests.support.amqp import declare_worker_topology
 from tests.support.config import make_settings
 from tests.support.events import message_created, usage_recorded
@@ -78,49 +79,6 @@ async def publish_stream(publisher: RecordingPublisher, events: list[dict], per_
         if ahead > 0:
             await asyncio.sleep(ahead)
     return confirmed
-
-
-# -- worker processes and their logs -----------------------------------------------------------
-
-
-class WorkerFleet:
-    """Worker subprocesses of one test; whatever still runs at the end is killed by the fixture."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.all: list[WorkerProcess] = []
-
-    def spawn(self, settings: Settings, name: str | None = None) -> WorkerProcess:
-        name = name or f"worker{len(self.all)}"
-        worker = WorkerProcess(settings, self.log_dir / f"{name}.log").start()
-        self.all.append(worker)
-        return worker
-
-    @property
-    def running(self) -> list[WorkerProcess]:
-        return [w for w in self.all if w.process is not None and w.process.poll() is None]
-
-    async def terminate_all(self, timeout: float = 60) -> list[int]:
-        """SIGTERM every running worker at once and wait for all; their exit codes."""
-        return list(await asyncio.gather(*(asyncio.to_thread(w.terminate, timeout) for w in self.running)))
-
-    def kill_all(self) -> None:
-        for worker in self.running:
-            worker.kill()
-
-
-def outcomes(workers: list[WorkerProcess]) -> Counter[str]:
-    """How often each settlement outcome was logged across `workers`."""
-    return sum((w.outcome_counts() for w in workers), Counter())
-
-
-def logged(workers: list[WorkerProcess], event: str) -> int:
-    """How many log lines named `event` the workers wrote."""
-    return sum(1 for w in workers for r in w.log_records() if r.get("event") == event)
-
-
-def log_excerpt(workers: list[WorkerProcess], lines: int = 25) -> str:
-    return "\n".join(f"--- {w.log_path.name}\n" + "\n".join(w.log_lines()[-lines:]) for w in workers)
 
 
 # -- one scenario: ledger, publisher, workers, checker, verdict ----------------------------------

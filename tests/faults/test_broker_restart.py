@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tests.faults.scenario import log_excerpt, mixed_events
+from tests.faults.fleet import log_excerpt
+from tests.faults.scenario import mixed_events
 from tests.support.db import create_users
 
 EVENTS = 1500

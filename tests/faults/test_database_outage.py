@@ -10,7 +10,8 @@ import asyncio
 import random
 import time
 
-from tests.faults.scenario import Scenario, log_excerpt, mixed_events
+from tests.faults.fleet import log_excerpt
+from tests.faults.scenario import Scenario, mixed_events
 from tests.support.db import create_users
 from worker.contract.names import DEAD_LETTER_QUEUE, WORKER_QUEUE
 

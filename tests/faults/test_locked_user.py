@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.faults.scenario import mixed_events, outcomes, publish_stream
+from tests.faults.fleet import outcomes
+from tests.faults.scenario import mixed_events, publish_stream
 from tests.support.db import create_users
 from tests.support.waiting import eventually
 

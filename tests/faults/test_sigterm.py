@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tests.faults.scenario import log_excerpt, logged, mixed_events
+from tests.faults.fleet import log_excerpt, logged
+from tests.faults.scenario import mixed_events
 from tests.support.db import create_users
 
 EVENTS = 2000
