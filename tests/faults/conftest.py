@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.faults import scenario
-from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario, WorkerFleet
+from tests.faults.fleet import WorkerFleet
+from tests.faults.scenario import REPORT_FILE, REPORTS, Scenario
 from tests.support.config import migrated_database
 from tests.support.pg_cluster import PgCluster
 from tests.support.rabbit_node import RabbitNode
@@ -20,6 +21,7 @@ from worker.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 REPORT_NAME = "faults-last-report.json"
+ScenarioFactory = Callable[..., Awaitable[Scenario]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,9 +126,17 @@ def fleet(tmp_path: Path) -> Iterator[WorkerFleet]:
 
 
 @pytest.fixture
-def scenario_factory(report_path: Path, request: pytest.FixtureRequest) -> Callable[..., Scenario]:
-    def build(db: AsyncEngine, database_url: str, amqp_url: str, settings: Settings) -> Scenario:
-        return Scenario(request.node.name, db, database_url, amqp_url, settings, report_path)
+def new_scenario(report_path: Path, request: pytest.FixtureRequest, fleet: WorkerFleet) -> ScenarioFactory:
+    """Builds the test's scenario and declares its topology: workers get `settings`, else the fault
+    settings for the checker's own URLs with `overrides`."""
+
+    async def build(db: AsyncEngine, database_url: str, amqp_url: str, settings: Settings | None = None,
+                    **overrides: object) -> Scenario:
+        assert settings is None or not overrides, "either whole settings or overrides"
+        worker_settings = settings or scenario.fault_settings(database_url, amqp_url, **overrides)
+        built = Scenario(request.node.name, db, database_url, amqp_url, worker_settings, report_path, fleet)
+        await built.declare_topology()
+        return built
 
     return build
 

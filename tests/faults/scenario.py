@@ -1,4 +1,9 @@
-"""The pieces every fault test shares: settings, workload, worker fleet, worker logs, checker verdict."""
+"""The pieces every fault test shares: settings, workload, the scenario and its verdict.
+
+A test builds its `Scenario` (settings, topology), publishes, spawns workers and injects its
+faults; `Scenario.finish()` drains, stops the workers, runs the kit's ledger checker and
+asserts the verdict every fault test shares. What is left in the test is its scenario.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.faults.fleet import WorkerFleet, log_excerpt, logged, outcomes
 from tests.support.amqp import declare_worker_topology
-from tests.support.checker import Checker, Ledger, RecordingPublisher, Report
 from tests.support.config import make_settings
 from tests.support.events import message_created, usage_recorded
 from tests.support.processes import WorkerProcess
+from tests.support.publisher import EventLedger, RecordingPublisher
+from tests.support.waiting import eventually
 from worker.settings import Settings
+from worker.testkit.ledger import LedgerChecker
+from worker.testkit.ledger_report import LedgerReport
 
 # Every report of this run, in order, and the file they are written to; the conftest prints both.
 REPORTS: list[dict[str, Any]] = []
@@ -72,61 +81,24 @@ async def publish_stream(publisher: RecordingPublisher, events: list[dict], per_
     return confirmed
 
 
-async def applied_at_least(checker: Checker, threshold: int) -> bool:
-    """At least `threshold` of the ledger's valid events have an inbox row."""
-    keys = [e.key for e in checker.ledger.valid()]
-    return len(await checker.inbox_counts(keys)) >= threshold
+# -- one scenario: ledger, publisher, workers, checker, verdict ----------------------------------
 
 
-# -- worker processes and their logs -----------------------------------------------------------
+@dataclass
+class Finished:
+    """A scenario after `finish()`: the checker's report and what the workers logged."""
 
+    report: LedgerReport
+    outcomes: Counter[str]
+    workers: list[WorkerProcess]
 
-class WorkerFleet:
-    """Worker subprocesses of one test; whatever still runs at the end is killed by the fixture."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.all: list[WorkerProcess] = []
-
-    def spawn(self, settings: Settings, name: str | None = None) -> WorkerProcess:
-        name = name or f"worker{len(self.all)}"
-        worker = WorkerProcess(settings, self.log_dir / f"{name}.log").start()
-        self.all.append(worker)
-        return worker
-
-    @property
-    def running(self) -> list[WorkerProcess]:
-        return [w for w in self.all if w.process is not None and w.process.poll() is None]
-
-    async def terminate_all(self, timeout: float = 60) -> list[int]:
-        """SIGTERM every running worker at once and wait for all; their exit codes."""
-        return list(await asyncio.gather(*(asyncio.to_thread(w.terminate, timeout) for w in self.running)))
-
-    def kill_all(self) -> None:
-        for worker in self.running:
-            worker.kill()
-
-
-def outcomes(workers: list[WorkerProcess]) -> Counter[str]:
-    """How often each settlement outcome was logged across `workers`."""
-    return sum((w.outcome_counts() for w in workers), Counter())
-
-
-def logged(workers: list[WorkerProcess], event: str) -> int:
-    """How many log lines named `event` the workers wrote."""
-    return sum(1 for w in workers for r in w.log_records() if r.get("event") == event)
-
-
-def log_excerpt(workers: list[WorkerProcess], lines: int = 25) -> str:
-    return "\n".join(f"--- {w.log_path.name}\n" + "\n".join(w.log_lines()[-lines:]) for w in workers)
-
-
-# -- one scenario: ledger, publisher, checker, report -------------------------------------------
+    def logged(self, event: str) -> int:
+        return logged(self.workers, event)
 
 
 @dataclass
 class Scenario:
-    """A fault test's ledger of publishes, its checker, and the faults it injected."""
+    """A fault test's ledger of publishes, its worker fleet, its checker, and the faults it injected."""
 
     name: str
     db: AsyncEngine
@@ -134,7 +106,8 @@ class Scenario:
     amqp_url: str
     settings: Settings
     report_path: Path
-    ledger: Ledger = field(default_factory=Ledger)
+    fleet: WorkerFleet
+    ledger: EventLedger = field(default_factory=EventLedger)
     faults: list[str] = field(default_factory=list)
     recoveries: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -145,14 +118,18 @@ class Scenario:
         return sorted(set(self.settings.retry_delays_s) | set(self.settings.unknown_user_delays_s))
 
     @property
-    def checker(self) -> Checker:
-        return Checker(self.db, self.amqp_url, self.ledger, database_url=self.database_url, delays_s=self.delays)
+    def checker(self) -> LedgerChecker:
+        return LedgerChecker(self.db, self.amqp_url, self.ledger, delays_s=self.delays)
 
     async def declare_topology(self) -> None:
         await declare_worker_topology(self.amqp_url, self.delays)
 
     def publisher(self) -> RecordingPublisher:
         return RecordingPublisher(self.amqp_url, self.ledger)
+
+    def spawn(self, name: str | None = None) -> WorkerProcess:
+        """A worker process with the scenario's settings."""
+        return self.fleet.spawn(self.settings, name)
 
     def fault(self, description: str) -> None:
         """Record (and print) a fault the test injected."""
@@ -173,13 +150,51 @@ class Scenario:
             self.stage_failure = (f"after {len(self.faults)} fault(s): {type(exc).__name__}: {exc}\n"
                                   + "".join(traceback.format_tb(exc.__traceback__)[-2:]))
 
+    @contextlib.asynccontextmanager
+    async def streaming(self, events: list[dict], per_second: float) -> AsyncIterator[RecordingPublisher]:
+        """The fault phase while `events` are published at `per_second`; by its end every one was confirmed."""
+        async with self.publisher() as publisher, self.faulting():
+            stream = asyncio.ensure_future(publish_stream(publisher, events, per_second))
+            try:
+                yield publisher
+                assert await stream == len(events), "every event published was confirmed"
+            finally:
+                stream.cancel()
+
+    async def applied_at_least(self, threshold: int) -> bool:
+        """At least `threshold` of the ledger's valid events have an inbox row."""
+        keys = [e.key for e in self.ledger.valid()]
+        return len(await self.checker.inbox_counts(keys)) >= threshold
+
+    async def wait_applied(self, threshold: int, timeout: float = 60, interval: float = 0.05) -> None:
+        await eventually(lambda: self.applied_at_least(threshold), timeout=timeout, interval=interval)
+
+    async def wait_consumers(self, count: int, timeout: float = 60, interval: float = 0.1) -> None:
+        """Until the worker queue has `count` consumers (a broker still starting counts as not yet)."""
+
+        async def consumers_are() -> bool:
+            try:
+                return await self.checker.broker.consumers() == count
+            except Exception:  # noqa: BLE001 - the broker is still starting
+                return False
+
+        await eventually(consumers_are, timeout=timeout, interval=interval)
+
+    async def wait_logged(self, event: str, count: int, timeout: float = 30) -> None:
+        """Until the scenario's workers logged `event` at least `count` times."""
+
+        async def enough() -> bool:
+            return logged(self.fleet.all, event) >= count
+
+        await eventually(enough, timeout=timeout)
+
     async def settle(self, timeout: float) -> bool:
         """Wait for the checker's settled state (briefly when the fault phase already failed)."""
         return await self.checker.wait_settled(timeout=10 if self.stage_failure else timeout)
 
-    async def report(self, *, verify: bool = True, notes: Sequence[str] = ()) -> Report:
+    async def report(self, *, notes: Sequence[str] = ()) -> LedgerReport:
         """Check (the workers must have stopped), print and record the figures; raise a fault-phase failure."""
-        report = await self.checker.check(self.name, self.faults, self.started, verify=verify)
+        report = await self.checker.check(self.name, self.faults, self.started)
         report.notes.extend([*(f"recovery: {r}" for r in self.recoveries), *notes])
         if self.stage_failure:
             report.notes.append(f"fault phase failed {self.stage_failure}")
@@ -188,19 +203,34 @@ class Scenario:
             raise AssertionError(f"fault phase failed {self.stage_failure}")
         return report
 
+    async def finish(self, *, settle_timeout: float, workers: int, applied: int, notes: Sequence[str] = ()) -> Finished:
+        """Drain, stop the workers, check, and give the suite's verdict: everything settled, the `workers`
+        still running exit 0, `applied` events applied, nothing lost, doubled or left behind."""
+        settled = await self.settle(settle_timeout)
+        codes = await self.fleet.terminate_all()
+        seen = outcomes(self.fleet.all)
+        pauses = (logged(self.fleet.all, "outage_started"), logged(self.fleet.all, "outage_ended"))
+        report = await self.report(notes=[f"outcomes: {dict(seen)}", f"pauses started/ended: {pauses}", *notes])
+        assert settled, log_excerpt(self.fleet.all[-workers:])
+        assert codes == [0] * workers, (codes, log_excerpt(self.fleet.all[-workers:]))
+        assert report.applied == applied, (report.applied, applied)
+        assert_clean(report)
+        return Finished(report, seen, self.fleet.all)
 
-def record_report(report: Report, path: Path) -> None:
+
+def record_report(report: LedgerReport, path: Path) -> None:
     """Print the figures and rewrite the run's JSON report with them."""
     REPORTS.append({**report.as_dict(), "summary": report.summary()})
     REPORT_FILE[:] = [path]
     path.write_text(json.dumps(REPORTS, indent=2, default=str))
     print(f"\n{report.summary()}\nreport: {path}")
-    for name in ("lost", "stranded", "double_applied", "wrong_dead_letters", "counter_drift", "notes"):
+    for name in ("lost", "stranded", "double_applied", "wrong_dead_letters", "counter_drift", "row_sum_drift",
+                 "unexpected", "notes"):
         if getattr(report, name):
             print(f"  {name}: {getattr(report, name)[:10]}")
 
 
-def assert_clean(report: Report) -> None:
+def assert_clean(report: LedgerReport) -> None:
     """The suite's verdict: nothing lost, nothing counted twice, nothing left behind."""
     assert not report.lost, f"lost {len(report.lost)} confirmed events: {report.lost[:5]}"
     assert not report.stranded, f"{len(report.stranded)} confirmed events never processed: {report.left_in_queues}"
@@ -210,5 +240,5 @@ def assert_clean(report: Report) -> None:
     assert not report.counter_drift, report.counter_drift[:5]
     assert not report.wrong_dead_letters, report.wrong_dead_letters[:5]
     assert not any(report.left_in_queues.values()), report.left_in_queues
-    assert not report.verify.startswith("FAILED"), report.verify
-    assert report.ok
+    assert not report.row_sum_drift, f"worker verify: {report.row_sum_drift[:5]}"
+    assert report.ok, report.problems()

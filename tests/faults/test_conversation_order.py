@@ -5,21 +5,18 @@ from __future__ import annotations
 import random
 import uuid
 
-from tests.faults.scenario import assert_clean, fault_settings, log_excerpt
-from tests.support.db import create_user, rows
+from tests.support.db import create_users, rows
 from tests.support.events import message_created, usage_recorded
 
 CONVERSATIONS = 40
 
 
 async def test_usage_and_messages_of_one_conversation_in_any_order_give_exact_totals(
-    db, database_url, amqp_url, fleet, scenario_factory
+    db, database_url, amqp_url, new_scenario
 ) -> None:
     rng = random.Random(10)
-    users = [await create_user(db) for _ in range(5)]
-    settings = fault_settings(database_url, amqp_url)
-    scenario = scenario_factory(db, database_url, amqp_url, settings)
-    await scenario.declare_topology()
+    users = await create_users(db, 5)
+    scenario = await new_scenario(db, database_url, amqp_url)
     owners: dict[uuid.UUID, uuid.UUID] = {}
     events = []
     for _ in range(CONVERSATIONS):
@@ -34,15 +31,10 @@ async def test_usage_and_messages_of_one_conversation_in_any_order_give_exact_to
     # Any order at all: a conversation may be created by its usage before its first message.
     rng.shuffle(events)
     scenario.fault(f"{len(events)} events of {CONVERSATIONS} conversations published in random order")
-    workers = [fleet.spawn(settings) for _ in range(2)]
+    for _ in range(2):
+        scenario.spawn()
     async with scenario.publisher() as publisher:
         assert await publisher.publish_many(events, window=20) == len(events)
-    settled = await scenario.settle(timeout=90)
-    codes = await fleet.terminate_all()
-    report = await scenario.report()
-    assert settled, log_excerpt(workers)
-    assert codes == [0, 0]
+    await scenario.finish(settle_timeout=90, workers=2, applied=len(events))
     stored = await rows(db, "SELECT id, user_id FROM conversations WHERE id = ANY(:ids)", ids=list(owners))
     assert {row["id"]: row["user_id"] for row in stored} == owners, "every conversation belongs to its user"
-    assert report.applied == len(events)
-    assert_clean(report)

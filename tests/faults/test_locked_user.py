@@ -12,16 +12,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.faults.scenario import (
-    applied_at_least,
-    assert_clean,
-    fault_settings,
-    log_excerpt,
-    mixed_events,
-    outcomes,
-    publish_stream,
-)
-from tests.support.db import create_user
+from tests.faults.fleet import outcomes
+from tests.faults.scenario import mixed_events, publish_stream
+from tests.support.db import create_users
 from tests.support.waiting import eventually
 
 HOT_EVENTS = 30
@@ -35,21 +28,18 @@ TIMEOUTS = {
 
 @pytest.mark.parametrize("deadline", sorted(TIMEOUTS))
 async def test_a_locked_hot_user_is_retried_and_applied_once_the_lock_goes(
-    deadline, db, database_url, amqp_url, fleet, scenario_factory
+    deadline, db, database_url, amqp_url, new_scenario
 ) -> None:
     rng = random.Random(8)
-    hot, *others = [await create_user(db) for _ in range(5)]
+    hot, *others = await create_users(db, 5)
     # Enough delay-queue steps that the lock is gone long before `retries_exhausted`.
-    settings = fault_settings(database_url, amqp_url, retry_delays_s=[1] * 10, **TIMEOUTS[deadline])
-    scenario = scenario_factory(db, database_url, amqp_url, settings)
-    await scenario.declare_topology()
-    checker = scenario.checker
+    scenario = await new_scenario(db, database_url, amqp_url, retry_delays_s=[1] * 10, **TIMEOUTS[deadline])
     hot_events = mixed_events([hot], HOT_EVENTS, rng)
     other_events = mixed_events(others, OTHER_EVENTS, rng)
     events = hot_events + other_events
     rng.shuffle(events)
 
-    workers = [fleet.spawn(settings)]
+    workers = [scenario.spawn()]
     locker = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
     try:
         lock = locker.transaction()
@@ -60,22 +50,15 @@ async def test_a_locked_hot_user_is_retried_and_applied_once_the_lock_goes(
             async with scenario.publisher() as publisher:
                 assert await publish_stream(publisher, events, per_second=200) == len(events)
             # While the lock is held: everybody else's events are applied, the hot user's go round.
-            await eventually(lambda: applied_at_least(checker, OTHER_EVENTS), timeout=60, interval=0.1)
+            await scenario.wait_applied(OTHER_EVENTS, interval=0.1)
             await eventually(lambda: _retried(workers), timeout=60)
-            assert not await applied_at_least(checker, OTHER_EVENTS + 1), "nothing of the hot user got through"
+            assert not await scenario.applied_at_least(OTHER_EVENTS + 1), "nothing of the hot user got through"
         await lock.rollback()
     finally:
         await locker.close()  # also ends the transaction, should the rollback not have run
     scenario.recover("row lock released")
-    settled = await scenario.settle(timeout=90)
-    codes = await fleet.terminate_all()
-    seen = outcomes(workers)
-    report = await scenario.report(notes=[f"outcomes: {dict(seen)}"])
-    assert settled, log_excerpt(workers)
-    assert codes == [0]
-    assert seen["retried"] > 0 and not report.dead_lettered, seen
-    assert report.applied == len(events)
-    assert_clean(report)
+    finished = await scenario.finish(settle_timeout=90, workers=1, applied=len(events))
+    assert finished.outcomes["retried"] > 0 and not finished.report.dead_lettered, finished.outcomes
 
 
 async def _retried(workers) -> bool:

@@ -18,12 +18,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from tests.faults.scenario import assert_clean, fault_settings
-from tests.support.checker import Checker, Ledger, RecordingPublisher
-from tests.support.db import create_user, rows
+from tests.faults.scenario import assert_clean
+from tests.support.db import create_users, rows
 from tests.support.events import message_created, tokens_of, usage_recorded
+from tests.support.publisher import EventLedger, RecordingPublisher
 from worker.contract.names import WORKER_QUEUE
 from worker.runtime.app import start_worker, stop_worker
+from worker.testkit.ledger import LedgerChecker
 
 EXAMPLES = 15
 
@@ -106,26 +107,25 @@ async def redeliver(amqp_url: str, count: int, by_nack: bool) -> int:
 
 
 async def test_random_duplicates_reorderings_and_redeliveries_match_the_sequential_model(
-    db, database_url, amqp_url, scenario_factory
+    db, database_url, amqp_url, new_scenario
 ) -> None:
-    worker_settings = fault_settings(database_url, amqp_url)
-    scenario = scenario_factory(db, database_url, amqp_url, worker_settings)
-    await scenario.declare_topology()
+    scenario = await new_scenario(db, database_url, amqp_url)
+    worker_settings = scenario.settings
     loop = asyncio.get_running_loop()
     stats = Counter()
 
     async def run_example(example: dict[str, Any]) -> None:
-        users = [await create_user(db) for _ in range(2)]
+        users = await create_users(db, 2)
         events = build_events(example["specs"], users)
         published = [events[i] for i in example["order"]]
-        ledger = Ledger()
+        ledger = EventLedger()
         async with RecordingPublisher(amqp_url, ledger) as publisher:
             for event in published:
                 scenario.ledger.add_event(event)
                 await publisher.publish(event)
         redelivered = await redeliver(amqp_url, example["redeliver"], example["requeue_by_nack"])
         stats.update(examples=1, events=len(events), copies=len(published), redelivered=redelivered)
-        checker = Checker(db, amqp_url, ledger, database_url=database_url, delays_s=scenario.delays)
+        checker = LedgerChecker(db, amqp_url, ledger, delays_s=scenario.delays)
         with capture_logs():  # the in-process worker's log would drown the figures
             worker = await start_worker(worker_settings)
             try:

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.faults.scenario import fault_settings, log_excerpt, logged
+from tests.faults.fleet import log_excerpt, logged
+from tests.faults.scenario import fault_settings
 from tests.support.amqp import Gateway
 from tests.support.db import create_user, tokens_used
 from tests.support.events import usage_recorded

@@ -18,8 +18,8 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.processes import REPO, settings_env
 from tests.support.services import drop_database, unique_name
 from tests.support.waiting import eventually
-from worker.commands.verify import Drift, find_drift
 from worker.settings import Settings
+from worker.testkit.counter_drift import Drift, find_drift
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:

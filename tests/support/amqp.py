@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import aio_pika
@@ -51,16 +51,20 @@ class Gateway:
 
     async def publish_many(self, events: Iterable[dict[str, Any]], window: int = 200) -> int:
         """Publish with at most `window` confirms outstanding; returns how many were confirmed."""
-        pending: list[asyncio.Task[None]] = []
-        count = 0
-        for event in events:
-            pending.append(asyncio.ensure_future(self.publish(event)))
-            if len(pending) >= window:
-                await asyncio.gather(*pending)
-                count += len(pending)
-                pending = []
-        await asyncio.gather(*pending)
-        return count + len(pending)
+        return await in_windows((self.publish(event) for event in events), window)
+
+
+async def in_windows(publishes: Iterable[Awaitable[Any]], window: int) -> int:
+    """Run `publishes` `window` at a time (confirms outstanding); how many completed, all of them or an error."""
+    pending: list[asyncio.Future[Any]] = []
+    count = 0
+    for publish in publishes:
+        pending.append(asyncio.ensure_future(publish))
+        if len(pending) >= window:
+            await asyncio.gather(*pending)
+            count, pending = count + len(pending), []
+    await asyncio.gather(*pending)
+    return count + len(pending)
 
 
 async def drain_queue(amqp_url: str, queue: str = DEAD_LETTER_QUEUE) -> list[AbstractIncomingMessage]:

@@ -19,6 +19,10 @@ async def create_user(db: AsyncEngine, *, email: str | None = None, tokens_used:
     return user_id
 
 
+async def create_users(db: AsyncEngine, count: int) -> list[uuid.UUID]:
+    return [await create_user(db) for _ in range(count)]
+
+
 async def scalar(db: AsyncEngine, sql: str, **params: Any) -> Any:
     async with db.connect() as conn:
         return (await conn.execute(text(sql), params)).scalar()

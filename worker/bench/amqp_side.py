@@ -1,4 +1,4 @@
-"""The bench's AMQP side: connection to the private vhost, the worker's topology, queue depths."""
+"""The bench's AMQP side: connection to the private vhost, the worker's topology, the queue's backlog."""
 
 from __future__ import annotations
 
@@ -20,19 +20,6 @@ async def declare_worker_topology(connection: AbstractConnection, settings: Sett
     channel = await connection.channel()
     topology = await declare_topology(channel, retry_delays(settings))
     return topology.exchange
-
-
-async def queue_depths(connection: AbstractConnection) -> dict[str, int]:
-    """Ready messages in the worker queue and the dead-letter queue (passive declares)."""
-    channel = await connection.channel()
-    try:
-        depths = {}
-        for name in (WORKER_QUEUE, DEAD_LETTER_QUEUE):
-            queue = await channel.declare_queue(name, passive=True)
-            depths[name] = queue.declaration_result.message_count or 0
-        return depths
-    finally:
-        await channel.close()
 
 
 async def ready_messages(channel: AbstractChannel) -> int:

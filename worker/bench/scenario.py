@@ -11,12 +11,11 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
-from worker.bench.amqp_side import purge_worker_queues, queue_depths, ready_messages
+from worker.bench.amqp_side import purge_worker_queues, ready_messages, retry_delays
 from worker.bench.autoanalyze import AutoAnalyze
 from worker.bench.baseline import measure_raw_latency
 from worker.bench.cpu import CpuSampler, per_event_us
 from worker.bench.latency import Percentiles, latencies_ms, summarise
-from worker.bench.ledger_check import mismatches
 from worker.bench.memory import PeakRss
 from worker.bench.options import BenchOptions
 from worker.bench.processes import WorkerProcesses
@@ -24,10 +23,12 @@ from worker.bench.progress import Progress
 from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.store import BenchStore
 from worker.bench.worker_log import applied_times
-from worker.bench.workload import workload_for
+from worker.bench.workload import Workload, workload_for
 from worker.broker.publisher import open_publisher_channel
+from worker.db.engine import create_engine
 from worker.runtime.heap import freeze_heap
 from worker.settings import Settings
+from worker.testkit.ledger import LedgerChecker
 
 POLL_S = 0.25
 HALF_LOAD_POLL_S = 1.0
@@ -222,7 +223,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
     if options.raw_baseline and result.half_load_rate and result.error is None:
         # The same load on the broker alone, once the workers are gone: the floor under `half_load`.
         raw_prefix = f"{workload_name}-b{batch_size}-rawhalf-"
-        # A workload of its own: these events never reach the workers, so they stay out of `expected`.
+        # A workload of its own: these events never reach the workers, so they stay out of the ledger.
         raw_workload = workload_for(workload_name, options)
         raw_half = raw_workload.events(result.half_load_events, raw_prefix)
         ctx.progress.update(f"{label}: raw half load", 0, len(raw_half))
@@ -231,11 +232,22 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
             options.publish_window, ctx.settings.publish_timeout_s)
         ctx.progress.update(f"{label}: raw half load", len(raw_half), len(raw_half))
 
-    result.mismatches = await mismatches(ctx.store, workload.expected, await queue_depths(ctx.connection))
+    result.mismatches = await _ledger_mismatches(ctx, workload, label)
     if any(code != 0 for code in result.worker_exit_codes):
         result.mismatches.append(f"worker exit codes {result.worker_exit_codes}")
     result.counters_ok = not result.mismatches and result.error is None
     return result
+
+
+async def _ledger_mismatches(ctx: RunContext, workload: Workload, label: str) -> list[str]:
+    """What the ledger checker finds wrong; the run owns its database and vhost, so everything in them is checked."""
+    engine = create_engine(ctx.settings, pool_size=1)
+    try:
+        checker = LedgerChecker(engine, ctx.settings.amqp_url, workload.ledger, delays_s=retry_delays(ctx.settings),
+                                whole_database=True)
+        return (await checker.check(label)).problems()
+    finally:
+        await engine.dispose()
 
 
 async def _wait_processed(

@@ -1,9 +1,8 @@
-"""The bench's own queries on its private database: seed users, reset, watch progress, read results."""
+"""The bench's own queries on its private database: seed users, reset, watch progress."""
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 
 import asyncpg
@@ -53,19 +52,3 @@ class BenchStore:
             prefix,
         )
         return {row["event_id"]: row["at"] for row in rows}
-
-    async def event_id_counts(self) -> Counter[str]:
-        rows = await self._c.fetch("SELECT event_id, count(*) AS n FROM processed_events GROUP BY event_id")
-        return Counter({row["event_id"]: row["n"] for row in rows})
-
-    async def user_tokens(self) -> dict[str, int]:
-        rows = await self._c.fetch("SELECT id::text AS id, tokens_used FROM users")
-        return {row["id"]: row["tokens_used"] for row in rows}
-
-    async def conversation_tokens(self) -> dict[str, int]:
-        rows = await self._c.fetch("SELECT id::text AS id, total_tokens FROM conversations")
-        return {row["id"]: row["total_tokens"] for row in rows}
-
-    async def row_count(self, table: str) -> int:
-        assert table in EVENT_TABLES
-        return await self._c.fetchval(f"SELECT count(*) FROM {table}")

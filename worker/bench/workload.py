@@ -1,12 +1,10 @@
-"""Synthetic gateway traffic: which events a run sends, and the totals they must add up to."""
+"""Synthetic gateway traffic: which events a run sends, recorded in a ledger for the checker."""
 
 from __future__ import annotations
 
 import random
 import string
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -14,6 +12,7 @@ import orjson
 
 from worker.bench.options import BenchOptions
 from worker.contract.names import MESSAGE_CREATED, USAGE_RECORDED
+from worker.testkit.ledger import Ledger, Sent
 
 SOURCE = "llm-gateway/bench"
 MESSAGE_SHARE = 0.7
@@ -37,26 +36,10 @@ class EventSpec(NamedTuple):
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-
-@dataclass
-class Expected:
-    """What the database must hold once every event sent has been applied exactly once."""
-
-    user_tokens: Counter[str] = field(default_factory=Counter)
-    conversation_tokens: Counter[str] = field(default_factory=Counter)
-    event_ids: set[str] = field(default_factory=set)
-    messages: int = 0
-    usage_records: int = 0
-
-    def add(self, spec: EventSpec) -> None:
-        self.event_ids.add(spec.event_id)
-        self.user_tokens[spec.user_id] += spec.tokens
-        if spec.conversation_id is not None:
-            self.conversation_tokens[spec.conversation_id] += spec.tokens
-        if spec.type == MESSAGE_CREATED:
-            self.messages += 1
-        else:
-            self.usage_records += 1
+    def sent(self) -> Sent:
+        """The ledger's record of this event: the bench publishes every event confirmed, or fails the run."""
+        return Sent(self.event_id, self.type, self.user_id, self.conversation_id, self.message_id, self.tokens,
+                    published=1, confirmed=1)
 
 
 class Workload:
@@ -88,17 +71,18 @@ class Workload:
         self.message_share = message_share
         # One long text to slice contents from: realistic sizes without a string per event.
         self.text = "".join(self.rng.choices(string.ascii_letters + string.digits + "     .,", k=4 * self.content_bytes + 4096))
-        self.expected = Expected()
+        self.ledger = Ledger()
+        """Every event of this workload, for the ledger checker."""
 
     def _uuid(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
 
     def events(self, count: int, prefix: str) -> list[EventSpec]:
-        """`count` new events with ids `<prefix><n>`; each is added to the expected totals."""
+        """`count` new events with ids `<prefix><n>`; each is recorded in the ledger."""
         specs = []
         for n in range(count):
             spec = self._event(f"{prefix}{n}")
-            self.expected.add(spec)
+            self.ledger.add(spec.sent())
             specs.append(spec)
         return specs
 

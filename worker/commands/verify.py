@@ -1,10 +1,4 @@
-"""`worker verify [--user ID]`: recompute every token counter from stored rows and report each drift.
-
-Set-based: one aggregate per source table, hash-joined to the counters, so the cost is
-a few sequential scans however many users there are. Both checks read one snapshot
-(REPEATABLE READ), and the worker changes rows and counters in one transaction, so a
-running worker causes no false drift.
-"""
+"""`worker verify [--user ID]`: recompute every token counter from stored rows and report each drift."""
 
 from __future__ import annotations
 
@@ -12,114 +6,10 @@ import argparse
 import asyncio
 import sys
 import uuid
-from dataclasses import dataclass
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db.engine import create_engine
 from worker.settings import Settings
-
-_TOKENS = "CAST(prompt_tokens AS bigint) + completion_tokens"
-
-# `{conversations}` and `{usage}` narrow the scans to one user's rows when --user is given.
-_USER_DRIFT = f"""
-WITH message_tokens AS (
-    SELECT c.user_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens
-    FROM messages m JOIN conversations c ON c.id = m.conversation_id
-    {{conversations}}
-    GROUP BY c.user_id
-), usage_tokens AS (
-    SELECT user_id, sum({_TOKENS}) AS tokens
-    FROM usage_records
-    {{usage}}
-    GROUP BY user_id
-)
-SELECT u.id, u.tokens_used AS actual,
-       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected
-FROM users u
-LEFT JOIN message_tokens mt ON mt.user_id = u.id
-LEFT JOIN usage_tokens ut ON ut.user_id = u.id
-WHERE u.tokens_used <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
-{{users}}
-ORDER BY u.id
-"""
-
-_CONVERSATION_DRIFT = f"""
-WITH message_tokens AS (
-    SELECT m.conversation_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens
-    FROM messages m
-    {{messages}}
-    GROUP BY m.conversation_id
-), usage_tokens AS (
-    SELECT conversation_id, sum({_TOKENS}) AS tokens
-    FROM usage_records
-    WHERE conversation_id IS NOT NULL {{usage}}
-    GROUP BY conversation_id
-)
-SELECT c.id, c.user_id, c.total_tokens AS actual,
-       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected
-FROM conversations c
-LEFT JOIN message_tokens mt ON mt.conversation_id = c.id
-LEFT JOIN usage_tokens ut ON ut.conversation_id = c.id
-WHERE c.total_tokens <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
-{{conversations}}
-ORDER BY c.id
-"""
-
-
-def _user_sql(one_user: bool) -> str:
-    if not one_user:
-        return _USER_DRIFT.format(conversations="", usage="", users="")
-    return _USER_DRIFT.format(
-        conversations="WHERE c.user_id = :user_id", usage="WHERE user_id = :user_id", users="AND u.id = :user_id"
-    )
-
-
-def _conversation_sql(one_user: bool) -> str:
-    if not one_user:
-        return _CONVERSATION_DRIFT.format(messages="", usage="", conversations="")
-    mine = "SELECT id FROM conversations WHERE user_id = :user_id"
-    return _CONVERSATION_DRIFT.format(
-        messages=f"WHERE m.conversation_id IN ({mine})",
-        usage=f"AND conversation_id IN ({mine})",
-        conversations="AND c.user_id = :user_id",
-    )
-
-
-@dataclass(frozen=True)
-class Drift:
-    """A counter that differs from the sum of the rows it counts."""
-
-    kind: str  # "user" (users.tokens_used) or "conversation" (conversations.total_tokens)
-    id: uuid.UUID
-    user_id: uuid.UUID
-    expected: int
-    actual: int
-
-    def describe(self) -> str:
-        column = "users.tokens_used" if self.kind == "user" else "conversations.total_tokens"
-        owner = "" if self.kind == "user" else f" (user {self.user_id})"
-        return (
-            f"{self.kind} {self.id}{owner}: {column} is {self.actual}, rows add up to {self.expected}"
-            f" (off by {self.actual - self.expected:+d})"
-        )
-
-
-async def find_drift(engine: AsyncEngine, user_id: uuid.UUID | None = None) -> list[Drift]:
-    """Every counter that disagrees with its rows (only `user_id`'s when given), users first."""
-    params = {"user_id": user_id} if user_id is not None else {}
-    one_user = user_id is not None
-    async with engine.connect() as conn:
-        # One snapshot for both checks; no statement timeout, a full check may scan a lot.
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        await conn.execute(text("SET LOCAL statement_timeout = 0"))
-        users = (await conn.execute(text(_user_sql(one_user)), params)).all()
-        conversations = (await conn.execute(text(_conversation_sql(one_user)), params)).all()
-        await conn.rollback()
-    return [Drift("user", row.id, row.id, row.expected, row.actual) for row in users] + [
-        Drift("conversation", row.id, row.user_id, row.expected, row.actual) for row in conversations
-    ]
+from worker.testkit.counter_drift import Drift, find_drift
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
