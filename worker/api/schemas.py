@@ -24,6 +24,11 @@ class NewUser(Body):
     password: str = Field(min_length=8, max_length=1024)
     tier: str | None = Field(default=None, min_length=1, max_length=50, pattern=NO_NUL)
     tokens_limit: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    external_id: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=NO_NUL,
+        description="The gateway's name for the user (e.g. LiteLLM's user id): the user's id becomes its UUID "
+        "by the producer's rule (`worker.producer.identity.project_uuid`).",
+    )
 
 
 class UserOut(BaseModel):
