@@ -45,8 +45,10 @@ def events_for_call(
     prompt_tokens, completion_tokens = _usage(logged, response)
     cost = _cost(kwargs.get("response_cost", logged.get("response_cost")))
     started = _instant(start_time)
-    # The reply is stored after the prompt even when the clock did not move between them.
-    ended = max(_instant(end_time), started + timedelta(microseconds=1))
+    ended = max(_instant(end_time), started)
+    # A conversation reads in the order its calls were made: the reply right after its prompt.
+    # (LiteLLM's end time of a stream is when it logged it, which may be after the next call began.)
+    replied = started + timedelta(microseconds=1)
 
     events: list[OutgoingEvent] = []
     prompt = _new_user_message(kwargs.get("messages"))
@@ -66,12 +68,13 @@ def events_for_call(
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "model_group": logged.get("model_group"),
+            "completed_at": ended.isoformat(),
         })
         if cost is not None:
             details["response_cost"] = format(cost, "f")
         events.append(message_created(
             source=source, message_id=reply_id, conversation_id=conversation_id, user_id=user_id,
-            role="assistant", content=content, model=model, created_at=ended, time=ended,
+            role="assistant", content=content, model=model, created_at=replied, time=ended,
             metadata={key: value for key, value in details.items() if value is not None},
         ))
     request_id = logged.get("id") or call_id
