@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
@@ -154,6 +155,24 @@ class Settings(BaseSettings):
 
     outbox_retention_days: int = Field(default=7, ge=1)
     """Days a published outbox event is kept before it is deleted."""
+
+    producer_source: str = Field(default="llm-gateway", min_length=1, max_length=255)
+    """CloudEvents `source` of the events the producer library builds (the LiteLLM callback); with each
+    event's id it is the idempotency key, so keep it stable across restarts."""
+
+    producer_spool_path: Path = Path("worker-spool.sqlite3")
+    """The producer's durable spool (SQLite): events wait there until the broker confirmed them. Keep it
+    on a persistent volume; each process takes the first free file of `PATH`, `PATH.1`, `PATH.2`…"""
+
+    producer_spool_max_bytes: PositiveInt = 256 * 1024 * 1024
+    """Event bytes the spool holds at most; past it a publish is refused (`SpoolFull`) and counted in
+    `worker_producer_spool_refused_events_total`."""
+
+    producer_window: PositiveInt = 256
+    """Publishes the producer keeps awaiting the broker's confirms at once."""
+
+    producer_reconnect_max_s: float = Field(default=5.0, gt=0)
+    """Longest pause between the producer's reconnection attempts (it starts at 0.1 s and doubles)."""
 
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """Event loop of `worker run` and `worker bench`: uvloop (faster; measured in docs/BENCHMARKS.md) or the standard one."""

@@ -48,7 +48,9 @@ async def _bind_threshold_queue(amqp_url: str) -> None:
         await queue.bind(exchange, QUOTA_THRESHOLD_CROSSED)
 
 
-async def _threshold_messages(amqp_url: str) -> list[dict[str, Any]]:
+async def _threshold_messages(amqp_url: str, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The threshold events of this user on the bound queue (the database is shared by the
+    session's tests, so a relay also publishes events other tests' workers left unsent)."""
     connection = await aio_pika.connect(amqp_url)
     got = []
     async with connection:
@@ -60,7 +62,7 @@ async def _threshold_messages(amqp_url: str) -> list[dict[str, Any]]:
             event = orjson.loads(message.body)
             assert message.message_id == event["id"]
             got.append(event)
-    return got
+    return [event for event in got if event["data"]["user_id"] == str(user_id)]
 
 
 def _at(event: dict[str, Any], time: str) -> dict[str, Any]:
@@ -178,7 +180,7 @@ async def test_month_boundary_gives_two_periods_and_rearmed_thresholds(db, worke
         return await scalar(db, "SELECT count(*) FROM outbox WHERE ordering_key = :u AND sent_at IS NOT NULL",
                             u=user_id) >= 2
     await eventually(published)
-    messages = await _threshold_messages(amqp_url)
+    messages = await _threshold_messages(amqp_url, user_id)
     by_period = {m["data"]["period"]["start"]: m for m in messages}
     assert set(by_period) == {"2026-11-01", "2026-12-01"}
     november = by_period["2026-11-01"]
@@ -211,7 +213,7 @@ async def test_a_jump_across_two_thresholds_is_one_event_listing_both(db, worker
         return await scalar(db, "SELECT count(*) FROM outbox WHERE ordering_key = :u AND sent_at IS NOT NULL",
                             u=user_id) == 2
     await eventually(both_sent)
-    messages = {m["data"]["limit_kind"]: m for m in await _threshold_messages(amqp_url)}
+    messages = {m["data"]["limit_kind"]: m for m in await _threshold_messages(amqp_url, user_id)}
     assert messages["tokens"]["data"]["thresholds"] == [80, 100]
     assert messages["tokens"]["data"]["usage"] == 1050
     assert messages["tokens"]["id"] == str(crossing_id(user_id, "none", None, "tokens", Decimal(1000), 100))

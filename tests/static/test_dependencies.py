@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Optional extras, and the only modules allowed to import what they bring.
-EXTRAS_USED_BY = {"bench": "worker/bench/"}
+EXTRAS_USED_BY = {"bench": "worker/bench/", "litellm": "worker/integrations/"}
 
 
 def test_every_package_the_code_imports_is_a_declared_dependency() -> None:

@@ -39,6 +39,11 @@ class NewUser(Body):
     tokens_limit: TokensLimit | None = None
     cost_limit_usd: CostLimitIn | None = None
     budget_period: BudgetPeriod | None = None
+    external_id: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=NO_NUL,
+        description="The gateway's name for the user (e.g. LiteLLM's user id): the user's id becomes its UUID "
+        "by the producer's rule (`worker.producer.identity.project_uuid`).",
+    )
 
 
 class BudgetUpdate(Body):

@@ -1,24 +1,24 @@
-"""`worker publish FILE|-`: the reference producer. Persistent, confirmed, `mandatory` publishes.
+"""`worker publish FILE|-`: the reference producer, through the producer library (`worker.producer`).
 
 Input: one JSON event, a JSON array of events, or one event per line (JSON Lines). A
 single event or a line is published byte for byte; array elements are re-serialised.
+The events go through a spool and are published persistent, `mandatory`, with publisher
+confirms. Without `--spool` the spool is a temporary file: what the broker did not confirm
+is reported (exit 1) and the input is the copy to publish again. With `--spool PATH` the
+unconfirmed events stay in that file and the next run with it publishes them first.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import aio_pika
 import orjson
 
-from worker.broker.connection import connect_broker
-from worker.broker.publisher import ConfirmedPublisher, PublishFailed, open_publisher_channel
-from worker.broker.topology import declare_exchange
-from worker.contract.names import CONTENT_TYPE
+from worker.producer import OutgoingEvent, Producer
 from worker.settings import Settings
 
 
@@ -44,51 +44,71 @@ def read_events(raw: bytes) -> Iterator[tuple[bytes, dict]]:
                 raise ValueError(f"line {number} is not JSON") from exc
 
 
-def event_message(body: bytes, event: dict) -> aio_pika.Message:
-    """A persistent AMQP message for one CloudEvent in structured mode."""
-    return aio_pika.Message(
-        body=body,
-        content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(event.get("id", "")) or None,
-        type=str(event.get("type", "")) or None,
-    )
+def outgoing_events(raw: bytes) -> list[OutgoingEvent]:
+    """The input's events as they will be published; a `ValueError` names the first one that cannot be routed."""
+    events = []
+    for count, (body, event) in enumerate(read_events(raw), start=1):
+        if not isinstance(event, dict):
+            raise ValueError(f"event {count} is not a JSON object")
+        routing_key = event.get("type")
+        if not isinstance(routing_key, str) or not routing_key:
+            raise ValueError(f"event {count} has no string 'type' to route by")
+        events.append(OutgoingEvent(id=str(event.get("id", "")), type=routing_key, body=body))
+    return events
 
 
-async def publish_events(settings: Settings, raw: bytes) -> int:
-    """Publish every event; return how many were confirmed. Raises PublishFailed on the first failure."""
-    connection = await connect_broker(settings, "llm-persistence-worker-publish")
+def publish_events(settings: Settings, events: list[OutgoingEvent], spool: Path, timeout_s: float) -> None:
+    """Publish through the spool at `spool`; `Unconfirmed` when the broker did not confirm them all."""
+    producer = Producer(settings, spool_path=spool, connection_name="llm-persistence-worker-publish").start()
     try:
-        channel = await open_publisher_channel(connection)
-        exchange = await declare_exchange(channel)
-        publisher = ConfirmedPublisher(channel, settings.publish_timeout_s)
-        count = 0
-        for body, event in read_events(raw):
-            if not isinstance(event, dict):
-                raise ValueError(f"event {count + 1} is not a JSON object")
-            routing_key = event.get("type")
-            if not isinstance(routing_key, str) or not routing_key:
-                raise ValueError(f"event {count + 1} has no string 'type' to route by")
-            await publisher.publish(event_message(body, event), routing_key, exchange=exchange)
-            count += 1
-        return count
+        producer.publish(events)
+        result = producer.drain(timeout_s, stop_on_failure=True)
     finally:
-        await connection.close()
+        closed = producer.close()
+    if not result.complete:
+        reason = result.last_failure or f"no confirm within {timeout_s}s"
+        raise Unconfirmed(closed.pending, reason)
+
+
+class Unconfirmed(Exception):
+    """Events the broker did not confirm (returned, nacked, unreachable, timed out)."""
+
+    def __init__(self, pending: int, reason: str) -> None:
+        super().__init__(f"{pending} event(s) not confirmed: {reason}")
+        self.pending = pending
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("publish", help="publish JSON events to the exchange (reference producer)")
     parser.add_argument("file", help="a JSON event, a JSON array of events or JSON Lines; '-' for stdin")
+    parser.add_argument(
+        "--spool", type=Path, default=None,
+        help="keep unconfirmed events in this spool file for the next run (default: a temporary spool)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None,
+        help="seconds to wait for every confirm (default: WORKER_PUBLISH_TIMEOUT_S)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     source = args.file
     raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    timeout_s = args.timeout if args.timeout is not None else settings.publish_timeout_s
     try:
-        count = asyncio.run(publish_events(settings, raw))
-    except (PublishFailed, ValueError) as exc:
+        events = outgoing_events(raw)
+        if args.spool is not None:
+            publish_events(settings, events, args.spool, timeout_s)
+        else:
+            with tempfile.TemporaryDirectory(prefix="worker-publish-") as directory:
+                publish_events(settings, events, Path(directory) / "spool.sqlite3", timeout_s)
+    except Unconfirmed as exc:
+        kept = f"; kept in {args.spool}, published first by the next run" if args.spool is not None else ""
+        print(f"error: {exc}{kept}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"published {count} event(s)")
+    print(f"published {len(events)} event(s)")
     return 0

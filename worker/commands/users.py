@@ -19,6 +19,7 @@ from worker.db.budgets import BUDGET_PERIODS, KEEP, BudgetChange, FilledPeriod, 
 from worker.db.engine import create_engine
 from worker.db.models import User
 from worker.db.unit_of_work import UnitOfWork
+from worker.producer.identity import project_uuid
 from worker.service.decimals import plain
 from worker.settings import Settings
 
@@ -26,11 +27,15 @@ from worker.settings import Settings
 UNUSABLE_PASSWORD = "!"
 
 
-async def create_user(settings: Settings, email: str, tokens_limit: int | None, tier: str | None) -> uuid.UUID:
+async def create_user(
+    settings: Settings, email: str, tokens_limit: int | None, tier: str | None, external_id: str | None = None
+) -> uuid.UUID:
+    """Insert the user; with `external_id`, its id is that id's project UUID (`worker.producer.identity`)."""
+    user_id = project_uuid(external_id) if external_id is not None else uuid.uuid4()
     engine = create_engine(settings, pool_size=1)
     try:
         async with UnitOfWork(engine) as uow:
-            user = User(id=uuid.uuid4(), email=email, hashed_password=UNUSABLE_PASSWORD)
+            user = User(id=user_id, email=email, hashed_password=UNUSABLE_PASSWORD)
             if tokens_limit is not None:
                 user.tokens_limit = tokens_limit
             if tier is not None:
@@ -48,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--email", required=True)
     create.add_argument("--tokens-limit", type=int, default=None)
     create.add_argument("--tier", default=None)
+    create.add_argument(
+        "--external-id", default=None,
+        help="the gateway's name for the user (LiteLLM's user id): the id becomes its UUID (docs/CONTRACT.md)",
+    )
     create.set_defaults(handler=run_create)
     budget = users.add_parser("budget", help="change a user's limits and budget period")
     budget.add_argument("user_id", type=uuid.UUID, metavar="USER_ID")
@@ -104,9 +113,13 @@ def run_budget(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_create(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        user_id = asyncio.run(create_user(settings, args.email, args.tokens_limit, args.tier))
+        user_id = asyncio.run(create_user(settings, args.email, args.tokens_limit, args.tier, args.external_id))
+    except ValueError as exc:  # an empty external id
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except IntegrityError:
-        print(f"error: a user with email {args.email!r} already exists", file=sys.stderr)
+        taken = f"email {args.email!r}" + (" or this external id" if args.external_id is not None else "")
+        print(f"error: a user with {taken} already exists", file=sys.stderr)
         return 1
     print(user_id)
     return 0

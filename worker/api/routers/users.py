@@ -35,14 +35,16 @@ from worker.api.schemas import (
 )
 from worker.db.budgets import KEEP, BudgetChange, NoSuchUser, change_budget
 from worker.db.models import User
+from worker.producer.identity import project_uuid
 
 router = APIRouter(tags=["users"], responses=responses(401, 422, 503))
 
 
 @router.post("/users", status_code=201, response_model=UserOut, responses=responses(403, 409))
 async def create_user(body: NewUser, _: AdminDep, uow: Uow, repo: Repo) -> UserOut:
-    """Create a user; the password is stored as an argon2id hash."""
-    user = User(id=uuid.uuid4(), email=body.email, hashed_password=await hash_password(body.password))
+    """Create a user; the password is stored as an argon2id hash. With `external_id`, the user's id is its UUID."""
+    user_id = project_uuid(body.external_id) if body.external_id is not None else uuid.uuid4()
+    user = User(id=user_id, email=body.email, hashed_password=await hash_password(body.password))
     if body.tier is not None:
         user.tier = body.tier
     if body.tokens_limit is not None:
@@ -54,6 +56,10 @@ async def create_user(body: NewUser, _: AdminDep, uow: Uow, repo: Repo) -> UserO
     try:
         await uow.commit()
     except IntegrityError as exc:
+        if body.external_id is not None and await repo.user(user_id) is not None:
+            raise ApiError(
+                409, "A user with this external id already exists.", problem_type="/problems/external-id-taken"
+            ) from exc
         raise ApiError(409, "A user with this email already exists.", problem_type="/problems/email-taken") from exc
     return await _user(repo, user.id)
 

@@ -1,0 +1,1 @@
+"""The LiteLLM callback against the real LiteLLM (offline, mocked responses), RabbitMQ and worker."""

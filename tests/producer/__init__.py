@@ -1,0 +1,1 @@
+"""The producer library: builders, identity rule, spool, publishing, provisioning."""

@@ -1,0 +1,1 @@
+"""Gateway integrations on top of the producer library (`worker.producer`); each is an optional extra."""
