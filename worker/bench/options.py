@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 WORKLOADS = ("uniform", "hot")
+BUDGET_PERIODS = ("none", "day", "month")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class BenchOptions:
     raw_baseline: bool = True
     publish_window: int = 1000
     stall_timeout_s: float = 120.0
+    budget_period: str = "month"
+    """The users' budget period (`none`, `day`, `month`); they get a cost limit and the bench's models a
+    price, so every event is priced and counted in its period, as with budgets in use."""
     seed: int = 1
     keep: bool = False
     json_path: Path | None = None

@@ -147,7 +147,7 @@ async def run_scenario(ctx: RunContext, workload_name: str, batch_size: int) -> 
     await ctx.store.reset()
     await purge_worker_queues(ctx.connection)
     workload = workload_for(workload_name, options)
-    await ctx.store.create_users(workload.user_ids)
+    await ctx.store.create_users(workload.user_ids, options.budget_period)
     await ctx.statistics.after_reset()
     full_prefix, half_prefix = f"{workload_name}-b{batch_size}-full-", f"{workload_name}-b{batch_size}-half-"
     backlog = workload.events(options.events, full_prefix)

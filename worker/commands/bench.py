@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from worker.bench.options import WORKLOADS, BenchOptions
+from worker.bench.options import BUDGET_PERIODS, WORKLOADS, BenchOptions
 from worker.settings import Settings
 
 EXIT_MISMATCH = 1
@@ -93,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="publisher confirms outstanding at once")
     parser.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout_s,
                         help="seconds without progress before a run counts as failed")
+    parser.add_argument("--budget-period", choices=BUDGET_PERIODS, default=defaults.budget_period,
+                        help="the users' budget period (default %(default)s); users get a cost limit and the bench's "
+                             "models a price either way")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--keep", action="store_true", help="keep the private database for inspection")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the result as JSON here")
@@ -121,6 +124,7 @@ def options_from(args: argparse.Namespace, settings: Settings) -> BenchOptions:
         raw_baseline=args.raw_baseline,
         publish_window=args.publish_window,
         stall_timeout_s=args.stall_timeout,
+        budget_period=args.budget_period,
         seed=args.seed,
         keep=args.keep,
         json_path=args.json_path,
