@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import text
 
@@ -51,6 +52,7 @@ async def test_example_events_store_message_usage_and_counters(db, worker, amqp_
     [record] = await rows(db, "SELECT * FROM usage_records WHERE event_id = :id", id=usage["id"])
     assert record["model"] == "text-embedding-3-small" and record["prompt_tokens"] == 2048
     assert record["request_id"] == "req-2026-11-28-000042" and record["conversation_id"] is None
+    assert record["cost_usd"] == Decimal("0.00004096")
     assert record["recorded_at"] == datetime(2026, 11, 28, 7, 0, 1, tzinfo=UTC)
     last_used = await scalar(db, "SELECT last_used_at FROM api_keys WHERE id = :id", id=key_id)
     assert last_used == datetime(2026, 11, 28, 7, 0, 1, tzinfo=UTC)
