@@ -25,7 +25,7 @@ from worker.contract.events import Event
 from worker.contract.reasons import Reason
 from worker.contract.types import EventTypes
 from worker.errors import EventRejected, RetryLater, UnknownUser
-from worker.service.budgets import Budgets, period_deltas, reached, threshold_events
+from worker.service.budgets import Budgets, ReachedKey, period_deltas, reached, threshold_events
 from worker.service.handlers import BatchConflict, Handler
 from worker.service.outcomes import Outcome
 from worker.service.ports import AbstractUnitOfWork
@@ -68,6 +68,7 @@ async def apply_batch(
 ) -> list[Result]:
     """Apply `events` (of the known `types`) in one Unit of Work; return one result per event, in order."""
     unpriced = published = 0
+    reached_marks: list[tuple[ReachedKey, int]] = []
     plan = _BatchState(events)
     handlers: list[Handler] = [types.handler(event.type) for event in events]
     _mark_duplicates_within_batch(plan, handlers)
@@ -107,8 +108,9 @@ async def apply_batch(
             if len(users) != len({u for u, n in counters.by_user.items() if n}):
                 raise BatchConflict("a user was deleted concurrently")
             charges = [(handlers[i].user_id(events[i]), events[i].time, usage[i]) for i in applied]
-            published = await _budgets(uow, users, charges, budgets)
+            published = await _budgets(uow, users, charges, budgets, reached_marks)
             await uow.commit()
+            budgets.memory.remember(reached_marks)
     if budgets.observer is not None and (unpriced or published):
         budgets.observer.committed(unpriced=unpriced, threshold_events=published)
     return [plan.results[i] for i in range(len(events))]
@@ -129,10 +131,13 @@ async def _budgets(
     users: dict[uuid.UUID, UserBudget],
     charges: list[tuple[uuid.UUID, datetime, Usage]],
     budgets: Budgets,
+    marks: list[tuple[ReachedKey, int]],
 ) -> int:
-    """Grow the period rows, record the thresholds newly reached, write their events; return how many."""
+    """Grow the period rows, record the thresholds newly reached, write their events; return how many.
+    `marks` receives what to remember once the transaction commits."""
     periods = await uow.usage_periods.grow(period_deltas(users, charges))
-    candidates = reached(users, periods, budgets)
+    candidates, reached_marks = reached(users, periods, budgets)
+    marks.extend(reached_marks)
     if not candidates:
         return 0
     recorded = await uow.quota.record(candidates)

@@ -15,7 +15,7 @@ id is the id of the highest threshold in it, so a republished event keeps its id
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -40,6 +40,30 @@ class BudgetObserver(Protocol):
     def committed(self, unpriced: int, threshold_events: int) -> None: ...
 
 
+ReachedKey = tuple[int, str, date | None, str, Decimal, tuple[int, ...]]
+"""(user id as an int, period, period start, limit kind, limit, the tier's thresholds)."""
+
+
+class ReachedMemory:
+    """How many of a limit's thresholds this process knows are recorded, so a user above them
+    costs no statement per batch. Only committed crossings are remembered (`remember` after the
+    commit), so forgetting is always safe; the oldest entries go first past `capacity`."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._known: dict[ReachedKey, int] = {}
+
+    def known(self, key: ReachedKey) -> int:
+        return self._known.get(key, 0)
+
+    def remember(self, reached: Iterable[tuple[ReachedKey, int]]) -> None:
+        for key, count in reached:
+            if count > self._known.get(key, 0):
+                self._known[key] = count
+        while len(self._known) > self.capacity:
+            del self._known[next(iter(self._known))]
+
+
 @dataclass(frozen=True)
 class Budgets:
     """The budget policy: thresholds per tier, the outgoing events' source, who hears of commits."""
@@ -47,6 +71,7 @@ class Budgets:
     thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     source: str = "llm-persistence-worker"
     observer: BudgetObserver | None = None
+    memory: ReachedMemory = field(default_factory=ReachedMemory, compare=False)
 
     def thresholds_of(self, tier: str) -> tuple[int, ...]:
         return self.thresholds.get(tier) or self.thresholds.get(DEFAULT_TIER) or ()
@@ -71,17 +96,23 @@ def period_end(period: str, start: date | None) -> date | None:
     return date(start.year + start.month // 12, start.month % 12 + 1, 1)
 
 
+SECONDS_A_DAY = 86_400
+
+
 def period_deltas(
     budgets: Mapping[uuid.UUID, UserBudget], charges: Sequence[tuple[uuid.UUID, datetime, Usage]]
 ) -> list[PeriodDelta]:
     """What the applied events add to the period rows of users whose budget has a period, sorted."""
     sums: dict[tuple[uuid.UUID, str, date], Usage] = {}
+    starts: dict[tuple[str, int], date] = {}  # a batch's events share a few days: compute each once
     for user_id, at, usage in charges:
         user = budgets.get(user_id)
         if user is None or user.budget_period == LIFETIME or not usage:
             continue
-        start = period_start(user.budget_period, at)
-        assert start is not None
+        day_number = int(at.timestamp() // SECONDS_A_DAY)
+        start = starts.get((user.budget_period, day_number))
+        if start is None:
+            start = starts[(user.budget_period, day_number)] = period_start(user.budget_period, at)  # type: ignore[assignment]
         key = (user_id, user.budget_period, start)
         sums[key] = sums.get(key, Usage()) + usage
     return [PeriodDelta(u, p, s, usage) for (u, p, s), usage in sorted(sums.items(), key=lambda i: (i[0][0].int, i[0][2]))]
@@ -89,34 +120,51 @@ def period_deltas(
 
 def reached(
     budgets: Mapping[uuid.UUID, UserBudget], periods: Sequence[PeriodUsage], policy: Budgets
-) -> list[Crossing]:
-    """Every threshold the usage of a grown user or period now reaches (recorded or not yet)."""
-    crossings = []
+) -> tuple[list[Crossing], list[tuple[ReachedKey, int]]]:
+    """The thresholds the grown users and periods now reach that this process does not know are
+    recorded, and what to remember once they are committed."""
+    crossings: list[Crossing] = []
+    marks: list[tuple[ReachedKey, int]] = []
     for user in budgets.values():
         if user.budget_period == LIFETIME:
-            crossings += _reached(user, None, user.tokens_used, user.cost_used, policy)
+            _reached(user, None, user.tokens_used, user.cost_used, policy, crossings, marks)
     for row in periods:
         user = budgets[row.user_id]
         if row.period == user.budget_period:
-            crossings += _reached(user, row.period_start, row.tokens, row.cost, policy)
-    return crossings
+            _reached(user, row.period_start, row.tokens, row.cost, policy, crossings, marks)
+    return crossings, marks
 
 
 def _reached(
-    user: UserBudget, start: date | None, tokens: int, cost: Decimal, policy: Budgets
-) -> list[Crossing]:
+    user: UserBudget,
+    start: date | None,
+    tokens: int,
+    cost: Decimal,
+    policy: Budgets,
+    crossings: list[Crossing],
+    marks: list[tuple[ReachedKey, int]],
+) -> None:
+    thresholds = policy.thresholds_of(user.tier)
     limits: list[tuple[str, Decimal, Decimal]] = [("tokens", Decimal(user.tokens_limit), Decimal(tokens))]
     if user.cost_limit_usd is not None:
         limits.append(("cost_usd", user.cost_limit_usd, cost))
-    found = []
     for kind, limit, used in limits:
         if not used:
             continue
-        for threshold in policy.thresholds_of(user.tier):
-            if used * 100 >= limit * threshold:
-                event_id = crossing_id(user.id, user.budget_period, start, kind, limit, threshold)
-                found.append(Crossing(event_id, user.id, user.budget_period, start, kind, limit, threshold, used))
-    return found
+        # Usage in a period only grows: the thresholds reached are always the lowest ones.
+        count = 0
+        for threshold in thresholds:
+            if used * 100 < limit * threshold:
+                break
+            count += 1
+        key = (user.id.int, user.budget_period, start, kind, limit, thresholds)
+        known = policy.memory.known(key)
+        if count <= known:
+            continue
+        marks.append((key, count))
+        for threshold in thresholds[known:count]:
+            event_id = crossing_id(user.id, user.budget_period, start, kind, limit, threshold)
+            crossings.append(Crossing(event_id, user.id, user.budget_period, start, kind, limit, threshold, used))
 
 
 def crossing_id(
