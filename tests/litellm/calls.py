@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import litellm
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -68,6 +69,22 @@ def reported_tokens(successes) -> Counter[uuid.UUID]:
         name = metadata.get("user_api_key_user_id") or success.kwargs["user"]
         totals[project_uuid(name)] += success.tokens
     return totals
+
+
+def reported_costs(successes) -> dict[uuid.UUID, Decimal]:
+    """LiteLLM's `response_cost` per project user, each as the callback sends it (12 places, half-even)."""
+    totals: dict[uuid.UUID, Decimal] = {}
+    for success in successes:
+        metadata = success.kwargs["litellm_params"].get("metadata") or {}
+        user = project_uuid(metadata.get("user_api_key_user_id") or success.kwargs["user"])
+        cost = Decimal(str(success.kwargs["response_cost"])).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+        totals[user] = totals.get(user, Decimal(0)) + cost
+    return totals
+
+
+async def costs_used(db: AsyncEngine, users: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
+    found = await rows(db, "SELECT id, cost_used FROM users WHERE id = ANY(:ids)", ids=users)
+    return {row["id"]: row["cost_used"] for row in found}
 
 
 async def counted(db: AsyncEngine, users: list[uuid.UUID]) -> dict[uuid.UUID, int]:

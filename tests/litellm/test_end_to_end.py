@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.litellm.calls import call, failing_call, provision, reported_tokens, stored_rows, wait_for_counts
+from tests.litellm.calls import (
+    call,
+    costs_used,
+    failing_call,
+    provision,
+    reported_costs,
+    reported_tokens,
+    stored_rows,
+    wait_for_counts,
+)
 from tests.support.db import rows
 from tests.support.rabbit_node import shared_list_queues
 from worker.integrations.litellm import WorkerCallback
@@ -52,6 +61,10 @@ async def test_200_calls_of_20_users_are_counted_as_litellm_reported_them(
     expected = reported_tokens(capture.successes)
     assert set(expected) == set(users) and all(expected.values())
     await wait_for_counts(db, expected)
+    # Costs: LiteLLM's `response_cost` of each call, summed exactly per user.
+    costs = reported_costs(capture.successes)
+    assert all(costs.values())
+    assert await costs_used(db, users) == costs
 
     # No event for a failed call: two messages and one usage record per successful call, nothing else.
     assert await stored_rows(db, users) == (2 * USERS * TURNS, USERS * TURNS)
