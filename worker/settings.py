@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     """Percent thresholds of each limit, by user tier (JSON); a tier not listed takes `default`. Each
     crossing is announced once per period and limit as a `quota.threshold_crossed` event."""
 
+    quota_events: bool = True
+    """Publish a `quota.threshold_crossed` event for each threshold reached (outbox and relay); false:
+    thresholds are still recorded (and shown by the API's quota), no event is written."""
+
     event_source: str = Field(default="llm-persistence-worker", min_length=1, max_length=255)
     """CloudEvents `source` of the events the worker publishes (`quota.threshold_crossed`)."""
 

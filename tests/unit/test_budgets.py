@@ -184,3 +184,11 @@ async def test_events_without_a_price_store_a_null_cost_and_are_counted() -> Non
         ("known", Decimal("0.012000000000")), ("unknown", None),
     ]
     assert store.costs[user] == Decimal("0.012") and heard == [(1, 0)]
+
+
+async def test_without_announcing_thresholds_are_recorded_and_no_event_is_written() -> None:
+    store = FakeStore()
+    user = user_with(store, tokens_limit=100)
+    await apply(store, usage_recorded(user, prompt_tokens=100), budgets=Budgets(announce=False))
+    assert {c.threshold for c in store.crossings.values()} == {80, 100}
+    assert store.outbox == []

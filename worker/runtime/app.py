@@ -110,6 +110,7 @@ async def _start(
                 {tier: tuple(percents) for tier, percents in settings.quota_thresholds.items()},
                 settings.event_source,
                 budget_telemetry,
+                announce=settings.quota_events,
             ),
         )
         connection = await until_reachable(

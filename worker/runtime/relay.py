@@ -86,16 +86,21 @@ class OutboxRelay:
         async with self.store.claim(self.batch_size) as claim:
             if not claim.events:
                 return 0, 0, 0
-            outcomes = await asyncio.gather(*(self._publish(event) for event in claim.events))
-            sent = [event.seq for event, ok in zip(claim.events, outcomes, strict=True) if ok]
+            failures = await asyncio.gather(*(self._publish(event) for event in claim.events))
+            sent = [event.seq for event, failure in zip(claim.events, failures, strict=True) if failure is None]
             await claim.mark_sent(sent)
         self.metrics.outbox_published.inc(len(sent))
         failed = len(claim.events) - len(sent)
         if sent:
             log.info("outbox_published", events=len(sent), failed=failed)
+        if failed:
+            # One line a round, not one per event: an unbound routing key fails every event alike.
+            reasons = sorted({f for f in failures if f is not None})
+            log.warning("outbox_not_published", events=failed, reasons=reasons, next_try_within_s=self._next_backoff())
         return len(sent), failed, len(claim.events)
 
-    async def _publish(self, event: PendingEvent) -> bool:
+    async def _publish(self, event: PendingEvent) -> str | None:
+        """Publish one event; None when confirmed, else why not (`unroutable`, `publish`)."""
         message = aio_pika.Message(
             event.body,
             content_type=CONTENT_TYPE,
@@ -107,9 +112,8 @@ class OutboxRelay:
         except PublishFailed as exc:
             reason = "unroutable" if "unroutable" in str(exc) else "publish"
             self.metrics.outbox_failures.labels(reason).inc()
-            log.warning("outbox_publish_failed", event_id=event.event_id, reason=reason)
-            return False
-        return True
+            return reason
+        return None
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -119,6 +123,9 @@ class OutboxRelay:
         pruned = await self.store.prune(self.retention_days)
         if pruned:
             log.info("outbox_pruned", events=pruned)
+
+    def _next_backoff(self) -> float:
+        return min(MAX_BACKOFF_S, 0.5 * 2 ** min(self._failures + 1, 10))
 
     def _backoff(self) -> float:
         # Full jitter, capped: relays of many workers do not retry in step.

@@ -142,7 +142,7 @@ async def _budgets(
         return 0
     recorded = await uow.quota.record(candidates)
     new = [c for c in candidates if c.event_id in recorded]
-    if not new:
+    if not new or not budgets.announce:
         return 0
     rows = threshold_events(new, budgets, datetime.now(UTC))
     await uow.outbox.add(rows)

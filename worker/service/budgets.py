@@ -71,6 +71,8 @@ class Budgets:
     thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     source: str = "llm-persistence-worker"
     observer: BudgetObserver | None = None
+    announce: bool = True
+    """Write a `quota.threshold_crossed` event for each commit's crossings (they are recorded either way)."""
     memory: ReachedMemory = field(default_factory=ReachedMemory, compare=False)
 
     def thresholds_of(self, tier: str) -> tuple[int, ...]:
