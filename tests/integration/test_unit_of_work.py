@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
@@ -202,10 +201,10 @@ async def test_a_usage_record_of_a_missing_user_still_fails_at_commit(db) -> Non
 @pytest.mark.parametrize(
     ("statement", "table", "arguments"),
     [
-        (repositories._ADD_USER_USAGE, "users", lambda ids: (ids, [1] * len(ids), [Decimal(1)] * len(ids))),
+        (repositories._ADD_USER_USAGE, "users", lambda ids: (ids, [1] * len(ids), ["1"] * len(ids))),
         (repositories._GROW_CONVERSATIONS, "conversations", lambda ids: (ids, [1] * len(ids), [None] * len(ids),
                                                                           [datetime.now(UTC)] * len(ids),
-                                                                          [Decimal(1)] * len(ids))),
+                                                                          ["1"] * len(ids))),
     ],
     ids=["users", "conversations"],
 )
