@@ -330,8 +330,10 @@ class UsagePeriodRepository:
 
 _RECORD_CROSSINGS = """
     INSERT INTO quota_crossings (event_id, user_id, period, period_start, limit_kind, limit_value, threshold, usage)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::date[], $5::varchar[], $6::numeric[],
-                         $7::int[], $8::numeric[])
+    SELECT d.event_id, d.user_id, d.period, d.period_start, d.limit_kind, CAST(d.limit_value AS numeric),
+           d.threshold, CAST(d.usage AS numeric)
+    FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::date[], $5::varchar[], $6::text[], $7::int[], $8::text[])
+         AS d(event_id, user_id, period, period_start, limit_kind, limit_value, threshold, usage)
     ORDER BY 1
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -354,9 +356,9 @@ class QuotaRepository:
             [c.period for c in crossings],
             [c.period_start for c in crossings],
             [c.limit_kind for c in crossings],
-            [c.limit_value for c in crossings],
+            [str(c.limit_value) for c in crossings],
             [c.threshold for c in crossings],
-            [c.usage for c in crossings],
+            [str(c.usage) for c in crossings],
         )
         return {row[0] for row in rows}
 

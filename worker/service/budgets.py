@@ -40,7 +40,7 @@ class BudgetObserver(Protocol):
     def committed(self, unpriced: int, threshold_events: int) -> None: ...
 
 
-ReachedKey = tuple[int, str, date | None, str, Decimal, tuple[int, ...]]
+ReachedKey = tuple[int, str, date | None, str, Decimal | int, tuple[int, ...]]
 """(user id as an int, period, period start, limit kind, limit, the tier's thresholds)."""
 
 
@@ -147,7 +147,8 @@ def _reached(
     marks: list[tuple[ReachedKey, int]],
 ) -> None:
     thresholds = policy.thresholds_of(user.tier)
-    limits: list[tuple[str, Decimal, Decimal]] = [("tokens", Decimal(user.tokens_limit), Decimal(tokens))]
+    # Tokens compare as ints; a cost only where there is a cost limit (Decimal arithmetic is dearer).
+    limits: list[tuple[str, Decimal | int, Decimal | int]] = [("tokens", user.tokens_limit, tokens)]
     if user.cost_limit_usd is not None:
         limits.append(("cost_usd", user.cost_limit_usd, cost))
     for kind, limit, used in limits:
@@ -159,6 +160,8 @@ def _reached(
             if used * 100 < limit * threshold:
                 break
             count += 1
+        if not count:
+            continue
         key = (user.id.int, user.budget_period, start, kind, limit, thresholds)
         known = policy.memory.known(key)
         if count <= known:
@@ -170,7 +173,7 @@ def _reached(
 
 
 def crossing_id(
-    user_id: uuid.UUID, period: str, start: date | None, limit_kind: str, limit: Decimal, threshold: int
+    user_id: uuid.UUID, period: str, start: date | None, limit_kind: str, limit: Decimal | int, threshold: int
 ) -> uuid.UUID:
     """The stable id of one crossing: the same inputs give the same id in every process, forever."""
     name = "/".join((str(user_id), period, start.isoformat() if start else "lifetime", limit_kind,
@@ -221,7 +224,8 @@ def _data(crossing: Crossing, thresholds: list[int]) -> dict[str, Any]:
     }
 
 
-def _plain(value: Decimal) -> str:
+def _plain(value: Decimal | int) -> str:
     """A decimal without exponent or trailing zeros: `10`, `0.5`."""
-    text = format(value.normalize(), "f") if value else "0"
-    return text
+    if isinstance(value, int):
+        return str(value)
+    return format(value.normalize(), "f") if value else "0"

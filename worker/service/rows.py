@@ -111,7 +111,9 @@ class UsageRow:
     cost_usd: Decimal | None = None
 
 
-@dataclass(frozen=True)
+# NOTE: the rows a batch makes per event or per user are plain slotted dataclasses: a frozen
+# one's __init__ costs three times as much (object.__setattr__ per field).
+@dataclass(slots=True)
 class Usage:
     """What applied events add to one counter row: tokens and cost."""
 
@@ -125,7 +127,7 @@ class Usage:
         return bool(self.tokens or self.cost)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UserBudget:
     """A user's counters and budget, as the batch that grew them left them (row locked)."""
 
@@ -138,7 +140,7 @@ class UserBudget:
     cost_limit_usd: Decimal | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PeriodDelta:
     """What a batch adds to one user's usage in one budget period."""
 
@@ -148,7 +150,7 @@ class PeriodDelta:
     usage: Usage
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PeriodUsage:
     """A user's usage in one budget period after the batch grew it."""
 
@@ -169,7 +171,7 @@ class Price:
     output_cost_per_token: Decimal
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Crossing:
     """One threshold of one limit crossed in one period."""
 
@@ -178,9 +180,10 @@ class Crossing:
     period: str
     period_start: date | None
     limit_kind: str
-    limit_value: Decimal
+    limit_value: Decimal | int
+    """An int for a token limit."""
     threshold: int
-    usage: Decimal
+    usage: Decimal | int
 
 
 @dataclass(frozen=True)
