@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,8 +19,8 @@ from tests.support.events import message_created, usage_recorded
 from tests.support.processes import REPO, settings_env
 from tests.support.services import drop_database, unique_name
 from tests.support.waiting import eventually
+from worker.db.counter_drift import Drift, find_drift
 from worker.settings import Settings
-from worker.testkit.counter_drift import Drift, find_drift
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -68,6 +69,30 @@ async def test_a_corrupted_counter_is_reported_with_ids_and_numbers(db, worker, 
     assert await find_drift(db, user_id) == expected
     everything = await find_drift(db)
     assert all(d in everything for d in expected)
+
+
+async def test_a_cost_counter_off_its_rows_is_drift_of_its_own(db, worker, amqp_url) -> None:
+    user_id = await create_user(db)
+    conversation = uuid.uuid4()
+    events = [
+        usage_recorded(user_id, conversation_id=conversation, cost_usd="0.25"),
+        usage_recorded(user_id, cost_usd="1.5"),
+        usage_recorded(user_id, model="no-price", prompt_tokens=3),  # unpriced: NULL, counted as 0
+    ]
+    async with Gateway(amqp_url) as gateway:
+        for event in events:
+            await gateway.publish(event)
+    await eventually(lambda: has_tokens(db, user_id, 203))
+    assert await find_drift(db, user_id) == []
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE users SET cost_used = cost_used + 0.000000000001 WHERE id = :id"),
+                           {"id": user_id})
+        await conn.execute(text("UPDATE conversations SET cost_used = 0 WHERE id = :id"), {"id": conversation})
+    assert await find_drift(db, user_id) == [
+        Drift("user", user_id, user_id, expected=Decimal("1.75"), actual=Decimal("1.750000000001"), counter="cost"),
+        Drift("conversation", conversation, user_id, expected=Decimal("0.25"), actual=Decimal(0), counter="cost"),
+    ]
+    assert "users.cost_used is 1.750000000001" in (await find_drift(db, user_id))[0].describe()
 
 
 async def test_rows_without_a_counter_and_a_counter_without_rows_are_both_drift(db) -> None:

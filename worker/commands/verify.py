@@ -7,9 +7,9 @@ import asyncio
 import sys
 import uuid
 
+from worker.db.counter_drift import Drift, find_drift
 from worker.db.engine import create_engine
 from worker.settings import Settings
-from worker.testkit.counter_drift import Drift, find_drift
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

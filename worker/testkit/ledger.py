@@ -18,7 +18,7 @@ queues and returns a `LedgerReport`. The checks:
   sum over the applied events naming it (*double-counted* and *missing tokens*); a
   conversation an applied event names exists;
 - *counters against rows*: every counter in the database equals the sum of its rows
-  (`worker.testkit.counter_drift`, the check `worker verify` runs);
+  (`worker.db.counter_drift`, the check `worker verify` runs);
 - *left in queues*: the worker queue and its delay queues are empty;
 - with `whole_database` (the ledger is everything the database holds, as in the bench):
   no inbox row of another event, no more `messages` or `usage_records` rows than applied
@@ -36,7 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.contract.names import DEAD_LETTER_QUEUE, MESSAGE_CREATED, USAGE_RECORDED, WORKER_QUEUE, delay_queue_name
-from worker.testkit.counter_drift import find_drift
+from worker.db.counter_drift import find_drift
 from worker.testkit.ledger_report import LedgerReport
 from worker.testkit.queues import QueueReader, dead_letter_reason, message_key
 

@@ -1,4 +1,4 @@
-"""Counters against their rows: every token counter recomputed from the stored rows, each drift reported.
+"""Counters against their rows: every token and cost counter recomputed from the stored rows, each drift reported.
 
 `worker verify` runs it, and the ledger checker (`worker.testkit.ledger`) as one of its checks.
 Set-based: one aggregate per source table, hash-joined to the counters, so the cost is
@@ -11,53 +11,62 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _TOKENS = "CAST(prompt_tokens AS bigint) + completion_tokens"
+# A cost the worker could not price is stored as NULL and counted as 0.
+_COST = "coalesce(cost_usd, 0)"
 
 # `{conversations}` and `{usage}` narrow the scans to one user's rows when one user is asked for.
 _USER_DRIFT = f"""
 WITH message_tokens AS (
-    SELECT c.user_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens
+    SELECT c.user_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens,
+           sum(coalesce(m.cost_usd, 0)) AS cost
     FROM messages m JOIN conversations c ON c.id = m.conversation_id
     {{conversations}}
     GROUP BY c.user_id
 ), usage_tokens AS (
-    SELECT user_id, sum({_TOKENS}) AS tokens
+    SELECT user_id, sum({_TOKENS}) AS tokens, sum({_COST}) AS cost
     FROM usage_records
     {{usage}}
     GROUP BY user_id
 )
 SELECT u.id, u.tokens_used AS actual,
-       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected
+       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected,
+       u.cost_used AS actual_cost, coalesce(mt.cost, 0) + coalesce(ut.cost, 0) AS expected_cost
 FROM users u
 LEFT JOIN message_tokens mt ON mt.user_id = u.id
 LEFT JOIN usage_tokens ut ON ut.user_id = u.id
-WHERE u.tokens_used <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
+WHERE (u.tokens_used <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
+       OR u.cost_used <> coalesce(mt.cost, 0) + coalesce(ut.cost, 0))
 {{users}}
 ORDER BY u.id
 """
 
 _CONVERSATION_DRIFT = f"""
 WITH message_tokens AS (
-    SELECT m.conversation_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens
+    SELECT m.conversation_id, sum(CAST(m.prompt_tokens AS bigint) + m.completion_tokens) AS tokens,
+           sum(coalesce(m.cost_usd, 0)) AS cost
     FROM messages m
     {{messages}}
     GROUP BY m.conversation_id
 ), usage_tokens AS (
-    SELECT conversation_id, sum({_TOKENS}) AS tokens
+    SELECT conversation_id, sum({_TOKENS}) AS tokens, sum({_COST}) AS cost
     FROM usage_records
     WHERE conversation_id IS NOT NULL {{usage}}
     GROUP BY conversation_id
 )
 SELECT c.id, c.user_id, c.total_tokens AS actual,
-       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected
+       CAST(coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0) AS bigint) AS expected,
+       c.cost_used AS actual_cost, coalesce(mt.cost, 0) + coalesce(ut.cost, 0) AS expected_cost
 FROM conversations c
 LEFT JOIN message_tokens mt ON mt.conversation_id = c.id
 LEFT JOIN usage_tokens ut ON ut.conversation_id = c.id
-WHERE c.total_tokens <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
+WHERE (c.total_tokens <> coalesce(mt.tokens, 0) + coalesce(ut.tokens, 0)
+       OR c.cost_used <> coalesce(mt.cost, 0) + coalesce(ut.cost, 0))
 {{conversations}}
 ORDER BY c.id
 """
@@ -82,22 +91,32 @@ def _conversation_sql(one_user: bool) -> str:
     )
 
 
+_COLUMNS = {
+    ("user", "tokens"): "users.tokens_used",
+    ("user", "cost"): "users.cost_used",
+    ("conversation", "tokens"): "conversations.total_tokens",
+    ("conversation", "cost"): "conversations.cost_used",
+}
+
+
 @dataclass(frozen=True)
 class Drift:
     """A counter that differs from the sum of the rows it counts."""
 
-    kind: str  # "user" (users.tokens_used) or "conversation" (conversations.total_tokens)
+    kind: str  # "user" or "conversation"
     id: uuid.UUID
     user_id: uuid.UUID
-    expected: int
-    actual: int
+    expected: int | Decimal
+    actual: int | Decimal
+    counter: str = "tokens"  # "tokens" (tokens_used, total_tokens) or "cost" (cost_used)
 
     def describe(self) -> str:
-        column = "users.tokens_used" if self.kind == "user" else "conversations.total_tokens"
+        column = _COLUMNS[(self.kind, self.counter)]
         owner = "" if self.kind == "user" else f" (user {self.user_id})"
+        off = self.actual - self.expected
         return (
             f"{self.kind} {self.id}{owner}: {column} is {self.actual}, rows add up to {self.expected}"
-            f" (off by {self.actual - self.expected:+d})"
+            f" (off by {'+' if off > 0 else ''}{off})"
         )
 
 
@@ -112,6 +131,12 @@ async def find_drift(engine: AsyncEngine, user_id: uuid.UUID | None = None) -> l
         users = (await conn.execute(text(_user_sql(one_user)), params)).all()
         conversations = (await conn.execute(text(_conversation_sql(one_user)), params)).all()
         await conn.rollback()
-    return [Drift("user", row.id, row.id, row.expected, row.actual) for row in users] + [
-        Drift("conversation", row.id, row.user_id, row.expected, row.actual) for row in conversations
-    ]
+    found = []
+    for kind, rows in (("user", users), ("conversation", conversations)):
+        for row in rows:
+            owner = row.id if kind == "user" else row.user_id
+            if row.actual != row.expected:
+                found.append(Drift(kind, row.id, owner, row.expected, row.actual))
+            if row.actual_cost != row.expected_cost:
+                found.append(Drift(kind, row.id, owner, row.expected_cost, row.actual_cost, "cost"))
+    return found
