@@ -12,14 +12,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import aio_pika
 import orjson
 from sqlalchemy import text
 
+from tests.support.amqp import bind_queue, take_all
 from tests.support.db import create_user, rows, scalar
 from tests.support.events import usage_recorded
 from tests.support.waiting import eventually
-from worker.contract.names import EXCHANGE, QUOTA_THRESHOLD_CROSSED
+from worker.contract.names import QUOTA_THRESHOLD_CROSSED
 from worker.service.budgets import crossing_id
 
 EVENTS = 1000
@@ -51,25 +51,12 @@ def month_sums(events: list[dict[str, Any]]) -> dict[date, tuple[int, Decimal]]:
     return sums
 
 
-async def bind_threshold_queue(amqp_url: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(THRESHOLD_QUEUE, durable=True)
-        await queue.bind(exchange, QUOTA_THRESHOLD_CROSSED)
-
-
 async def threshold_messages(amqp_url: str) -> list[dict[str, Any]]:
-    connection = await aio_pika.connect(amqp_url)
     got = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(THRESHOLD_QUEUE)
-        while (message := await queue.get(fail=False, no_ack=True)) is not None:
-            event = orjson.loads(message.body)
-            assert message.message_id == event["id"]
-            got.append(event)
+    for message in await take_all(amqp_url, THRESHOLD_QUEUE):
+        event = orjson.loads(message.body)
+        assert message.message_id == event["id"]
+        got.append(event)
     return got
 
 
@@ -90,7 +77,7 @@ async def test_one_users_budget_under_duplicates_and_sigkill_reports_each_thresh
             text("UPDATE users SET budget_period = 'month', tokens_limit = :t, cost_limit_usd = :c WHERE id = :u"),
             {"t": tokens_limit, "c": cost_limit, "u": user_id},
         )
-    await bind_threshold_queue(amqp_url)
+    await bind_queue(amqp_url, THRESHOLD_QUEUE, QUOTA_THRESHOLD_CROSSED)
     scenario = await new_scenario(db, database_url, amqp_url, prefetch=32,
                                   quota_thresholds={"default": THRESHOLDS}, outbox_poll_interval_s=0.2)
     stream = events + rng.sample(events, DUPLICATES)

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from tests.support.amqp import Gateway, queue_depth
+from tests.support.amqp import Gateway, bind_queue, queue_depth, take_all
 from tests.support.config import make_settings
 from tests.support.db import create_user, rows, scalar
 from tests.support.events import body, message_created, usage_recorded
 from tests.support.waiting import eventually
-from worker.contract.names import EXCHANGE, QUOTA_THRESHOLD_CROSSED
+from worker.contract.names import QUOTA_THRESHOLD_CROSSED
 from worker.runtime.app import start_worker, stop_worker
 from worker.service.budgets import crossing_id
 
@@ -40,28 +40,19 @@ async def _add_price(db, model: str, valid_from: date, input_price: str, output_
 
 
 async def _bind_threshold_queue(amqp_url: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(THRESHOLD_QUEUE, durable=True)
-        await queue.bind(exchange, QUOTA_THRESHOLD_CROSSED)
+    await bind_queue(amqp_url, THRESHOLD_QUEUE, QUOTA_THRESHOLD_CROSSED)
 
 
 async def _threshold_messages(amqp_url: str, user_id: uuid.UUID) -> list[dict[str, Any]]:
     """The threshold events of this user on the bound queue (the database is shared by the
     session's tests, so a relay also publishes events other tests' workers left unsent)."""
-    connection = await aio_pika.connect(amqp_url)
     got = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(THRESHOLD_QUEUE)
-        while (message := await queue.get(fail=False, no_ack=True)) is not None:
-            assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-            assert message.content_type == "application/cloudevents+json"
-            event = orjson.loads(message.body)
-            assert message.message_id == event["id"]
-            got.append(event)
+    for message in await take_all(amqp_url, THRESHOLD_QUEUE):
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert message.content_type == "application/cloudevents+json"
+        event = orjson.loads(message.body)
+        assert message.message_id == event["id"]
+        got.append(event)
     return [event for event in got if event["data"]["user_id"] == str(user_id)]
 
 

@@ -99,3 +99,25 @@ async def declare_worker_topology(amqp_url: str, delays_s: list[int]) -> None:
         await declare_topology(await connection.channel(), delays_s)
     finally:
         await connection.close()
+
+
+async def bind_queue(amqp_url: str, queue_name: str, routing_key: str) -> None:
+    """A durable queue of a subscriber, bound to `llm.events` with `routing_key`."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(queue_name, durable=True)
+        await queue.bind(exchange, routing_key)
+
+
+async def take_all(amqp_url: str, queue_name: str) -> list[AbstractIncomingMessage]:
+    """Every message ready in the queue, taken off it."""
+    connection = await aio_pika.connect(amqp_url)
+    taken = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name)
+        while (message := await queue.get(fail=False, no_ack=True)) is not None:
+            taken.append(message)
+    return taken

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from worker.db.transaction import Transaction
-from worker.service.price_files import Price
+from worker.service.rows import Price
 
 # One statement for the whole file, sorted by the key so two loads lock rows in one order.
 _UPSERT = """

@@ -16,6 +16,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from worker.service.rows import Price
+
 # model_prices: NUMERIC(30, 18) prices, VARCHAR(100) model names.
 PRICE_FRACTION_DIGITS = 18
 PRICE_INTEGER_DIGITS = 12
@@ -39,14 +41,6 @@ class PriceFileError(ValueError):
     """The file cannot be loaded; the message says where (line or entry) and why."""
 
 
-@dataclass(frozen=True)
-class Price:
-    """A model's price per input and per output token, from `valid_from` (a UTC day) on."""
-
-    model: str
-    valid_from: date
-    input_cost_per_token: Decimal
-    output_cost_per_token: Decimal
 
 
 @dataclass(frozen=True)
