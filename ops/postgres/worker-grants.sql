@@ -36,8 +36,9 @@ WHERE i.inhparent = 'public.processed_events'::regclass
 
 -- UserRepository.existing: SELECT id; add_usage: SELECT id … FOR NO KEY UPDATE (row locks
 -- need an UPDATE grant), then UPDATE users SET tokens_used, cost_used from their current
--- values RETURNING the counters and the budget (tier, period, limits). Never email or password.
-GRANT SELECT (id, tokens_used, cost_used, tier, budget_period, tokens_limit, cost_limit_usd),
+-- values RETURNING the counters, the budget (tier, period, limits) and created_at (which tells a
+-- user from an earlier one of the same id). Never email or password.
+GRANT SELECT (id, tokens_used, cost_used, tier, budget_period, tokens_limit, cost_limit_usd, created_at),
       UPDATE (tokens_used, cost_used)
     ON users TO :"worker_role";
 

@@ -35,6 +35,7 @@ class FakeBudget:
     budget_period: str = "none"
     tokens_limit: int = 100_000
     cost_limit_usd: Decimal | None = None
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -93,7 +94,7 @@ class FakeUsers:
             budget = self.state.budgets.setdefault(user, FakeBudget())
             grown[user] = UserBudget(
                 user, self.state.users[user], self.state.costs[user], budget.tier, budget.budget_period,
-                budget.tokens_limit, budget.cost_limit_usd,
+                budget.tokens_limit, budget.cost_limit_usd, budget.created_at,
             )
         return grown
 

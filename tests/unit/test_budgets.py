@@ -192,3 +192,17 @@ async def test_without_announcing_thresholds_are_recorded_and_no_event_is_writte
     await apply(store, usage_recorded(user, prompt_tokens=100), budgets=Budgets(announce=False))
     assert {c.threshold for c in store.crossings.values()} == {80, 100}
     assert store.outbox == []
+
+
+async def test_a_user_created_again_under_the_same_id_has_its_thresholds_reported_again() -> None:
+    store = FakeStore()
+    user = user_with(store, tokens_limit=100)
+    budgets = Budgets()
+    await apply(store, usage_recorded(user, prompt_tokens=100), budgets=budgets)
+    assert len(store.outbox) == 1
+    # Deleted (its crossings cascade) and created again: the same id, another user.
+    store.crossings.clear()
+    store.users[user] = 0
+    store.budgets[user] = FakeBudget(tokens_limit=100, created_at=NOW)
+    await apply(store, usage_recorded(user, prompt_tokens=100), budgets=budgets)
+    assert len(store.outbox) == 2

@@ -76,7 +76,8 @@ _ADD_USER_USAGE = """
     UPDATE users u SET tokens_used = u.tokens_used + d.tokens, cost_used = u.cost_used + CAST(d.cost AS numeric)
     FROM locked l JOIN unnest($1::uuid[], $2::bigint[], $3::text[]) AS d(id, tokens, cost) ON d.id = l.id
     WHERE u.id = l.id
-    RETURNING u.id, u.tokens_used, u.cost_used, u.tier, u.budget_period, u.tokens_limit, u.cost_limit_usd
+    RETURNING u.id, u.tokens_used, u.cost_used, u.tier, u.budget_period, u.tokens_limit, u.cost_limit_usd,
+              u.created_at
 """
 
 

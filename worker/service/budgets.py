@@ -40,8 +40,9 @@ class BudgetObserver(Protocol):
     def committed(self, unpriced: int, threshold_events: int) -> None: ...
 
 
-ReachedKey = tuple[int, str, date | None, str, Decimal | int, tuple[int, ...]]
-"""(user id as an int, period, period start, limit kind, limit, the tier's thresholds)."""
+ReachedKey = tuple[int, datetime | None, str, date | None, str, Decimal | int, tuple[int, ...]]
+"""(user id as an int, the user's creation, period, period start, limit kind, limit, the tier's thresholds):
+a user deleted and created again under the same id (an external id's UUID) starts afresh."""
 
 
 class ReachedMemory:
@@ -162,7 +163,7 @@ def _reached(
             count += 1
         if not count:
             continue
-        key = (user.id.int, user.budget_period, start, kind, limit, thresholds)
+        key = (user.id.int, user.created_at, user.budget_period, start, kind, limit, thresholds)
         known = policy.memory.known(key)
         if count <= known:
             continue

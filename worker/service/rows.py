@@ -138,6 +138,8 @@ class UserBudget:
     budget_period: str
     tokens_limit: int
     cost_limit_usd: Decimal | None
+    created_at: datetime | None = None
+    """Tells a user apart from an earlier one of the same id (deleted, then created again)."""
 
 
 @dataclass(slots=True)
