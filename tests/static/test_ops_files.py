@@ -92,11 +92,16 @@ def test_every_worker_variable_named_in_a_deployment_file_is_a_real_setting(path
     assert not unknown, f"{path.name} names variables no setting reads: {sorted(unknown)}"
 
 
-def test_every_configmap_value_is_accepted_by_the_settings() -> None:
+def test_every_configmap_value_is_accepted_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As environment variables, the way a pod gets them (a JSON value is parsed from the text).
     config = _worker_config()
-    values = {name.removeprefix("WORKER_").lower(): value for name, value in config.items()}
-    values.pop("secrets_dir")
-    Settings(_env_file=None, **values)
+    config.pop("WORKER_SECRETS_DIR")
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
+    for name in config:
+        assert name.removeprefix("WORKER_").lower() in Settings.model_fields, name
+    assert settings.quota_thresholds == {"default": [80, 100]}
 
 
 def test_secret_files_named_like_the_variables_fill_the_settings(tmp_path: Path) -> None:
