@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ REPORTS: list[dict[str, Any]] = []
 REPORT_FILE: list[Path] = []
 
 
+# Per token, in USD: digits down to the 12th after the point, as the contract allows at most.
+INPUT_PRICE = Decimal("0.000000250001")
+OUTPUT_PRICE = Decimal("0.000001000003")
+
 # Every fault runs twice: one event per transaction, and micro-batches (see conftest.batch_mode).
 BATCH_SIZE = [1]
 
@@ -49,23 +54,28 @@ def fault_settings(database_url: str, amqp_url: str, **overrides: object) -> Set
 
 
 def mixed_events(users: list[uuid.UUID], count: int, rng: random.Random, conversations_per_user: int = 4) -> list[dict]:
-    """Messages and usage records for `users`, several per conversation, random token counts."""
+    """Messages and usage records for `users`, several per conversation, random token counts, each with
+    the `cost_usd` a gateway would compute (so the ledger checker checks every cost counter too)."""
     conversations = {user: [uuid.uuid4() for _ in range(conversations_per_user)] for user in users}
     events = []
     for _ in range(count):
         user = rng.choice(users)
         prompt, completion = rng.randint(0, 5000), rng.randint(0, 2000)
+        tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": gateway_cost(prompt, completion)}
         conversation = rng.choice(conversations[user])
         roll = rng.random()
         if roll < 0.6:
-            events.append(message_created(user, conversation_id=conversation, prompt_tokens=prompt,
-                                          completion_tokens=completion))
+            events.append(message_created(user, conversation_id=conversation, **tokens))
         elif roll < 0.8:
-            events.append(usage_recorded(user, conversation_id=conversation, prompt_tokens=prompt,
-                                         completion_tokens=completion))
+            events.append(usage_recorded(user, conversation_id=conversation, **tokens))
         else:
-            events.append(usage_recorded(user, prompt_tokens=prompt, completion_tokens=completion))
+            events.append(usage_recorded(user, **tokens))
     return events
+
+
+def gateway_cost(prompt_tokens: int, completion_tokens: int) -> str:
+    """A cost as a gateway sends it: a decimal string, down to the 12th digit after the point."""
+    return f"{prompt_tokens * INPUT_PRICE + completion_tokens * OUTPUT_PRICE:f}"
 
 
 async def publish_stream(publisher: RecordingPublisher, events: list[dict], per_second: float, chunk: int = 25) -> int:

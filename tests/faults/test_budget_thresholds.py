@@ -86,12 +86,14 @@ async def test_one_users_budget_under_duplicates_and_sigkill_reports_each_thresh
     workers = [scenario.spawn("a0"), scenario.spawn("b0")]
     kill_points = sorted(rng.sample(range(EVENTS // 10, EVENTS * 7 // 10), KILLS))
     async with scenario.streaming(stream, per_second=400):
+        # The same worker slot is killed both times: its restarted process dies again mid-stream.
         for n, point in enumerate(kill_points, start=1):
             await scenario.wait_applied(point)
-            victim = rng.randrange(len(workers))
-            workers[victim].kill()
-            scenario.fault(f"SIGKILL {workers[victim].log_path.stem} after {point} applied")
-            workers[victim] = scenario.spawn(f"{'ab'[victim]}{n}")
+            workers[0].kill()
+            scenario.fault(f"SIGKILL {workers[0].log_path.stem} after {point} applied")
+            await scenario.wait_consumers(1)  # the broker has dropped the dead process's consumer
+            workers[0] = scenario.spawn(f"a{n}")
+            await scenario.wait_consumers(2)  # the next kill hits a process that consumes and relays
     await scenario.wait_applied(EVENTS, timeout=120)
 
     async def outbox_sent() -> bool:

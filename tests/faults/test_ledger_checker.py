@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import aio_pika
 import pytest
@@ -15,7 +16,7 @@ from structlog.testing import capture_logs
 from tests.faults.scenario import fault_settings, mixed_events
 from tests.support.amqp import declare_worker_topology
 from tests.support.config import migrated_database
-from tests.support.db import create_user, create_users, tokens_used
+from tests.support.db import create_user, create_users, scalar, tokens_used
 from tests.support.events import usage_recorded
 from tests.support.publisher import EventLedger, RecordingPublisher
 from tests.support.services import drop_database, unique_name
@@ -66,6 +67,8 @@ async def test_the_ledger_checker_passes_a_clean_run_and_finds_every_discrepancy
     assert clean.applied == clean.confirmed == EVENTS and not clean.dead_lettered
 
     counted = await tokens_used(db, users[1])
+    spent = await scalar(db, "SELECT cost_used FROM users WHERE id = :u", u=users[2])
+    assert spent == sum(e.cost for e in ledger.entries.values() if e.user_id == str(users[2])) > 0
     entries = list(ledger.entries.values())
     usage = next(e for e in entries if e.type == USAGE_RECORDED)
     dead = next(e for e in entries if e.type == MESSAGE_CREATED)
@@ -77,6 +80,9 @@ async def test_the_ledger_checker_passes_a_clean_run_and_finds_every_discrepancy
     async with db.begin() as conn:
         await conn.execute(text("DELETE FROM usage_records WHERE event_id = :id"), {"id": usage.key})
         await conn.execute(text("UPDATE users SET tokens_used = tokens_used + 5 WHERE id = :id"), {"id": users[1]})
+        # A cost off by its last digit, the tokens right.
+        await conn.execute(text("UPDATE users SET cost_used = cost_used + 0.000000000001 WHERE id = :id"),
+                           {"id": users[2]})
         await conn.execute(text("INSERT INTO processed_events (source, event_id, event_type) VALUES ('x', 'stray', 't')"))
         await conn.execute(text("INSERT INTO conversations (id, user_id, model, total_tokens) VALUES (:c, :u, 'm', 0)"),
                            {"c": stray_conversation, "u": outsider})
@@ -105,10 +111,11 @@ async def test_the_ledger_checker_passes_a_clean_run_and_finds_every_discrepancy
     ]
     assert sorted(report.counter_drift) == sorted([
         f"user {users[1]}: expected {counted}, stored {counted + 5}", f"user {outsider}: expected 0, stored 7",
+        f"user {users[2]}: cost expected {spent}, stored {spent + Decimal('0.000000000001')}",
     ])
     assert report.double_counted_tokens == 5 + 7 and report.missing_tokens == 0
     drifted = " ".join(report.row_sum_drift)
-    assert all(str(user) in drifted for user in (users[1], outsider, uuid.UUID(usage.user_id)))
+    assert all(str(user) in drifted for user in (users[1], users[2], outsider, uuid.UUID(usage.user_id)))
     assert "1 inbox row(s) of events not sent, e.g. ['stray']" in report.unexpected
     assert f"conversation {stray_conversation} exists, but no event sent names it" in report.unexpected
     assert any(line.startswith("usage_records: ") for line in report.unexpected)

@@ -92,7 +92,8 @@ async def test_a_cost_counter_off_its_rows_is_drift_of_its_own(db, worker, amqp_
         Drift("user", user_id, user_id, expected=Decimal("1.75"), actual=Decimal("1.750000000001"), counter="cost"),
         Drift("conversation", conversation, user_id, expected=Decimal("0.25"), actual=Decimal(0), counter="cost"),
     ]
-    assert "users.cost_used is 1.750000000001" in (await find_drift(db, user_id))[0].describe()
+    assert (await find_drift(db, user_id))[0].describe().endswith(
+        "users.cost_used is 1.750000000001, rows add up to 1.750000000000 (off by +0.000000000001)")
 
 
 async def test_rows_without_a_counter_and_a_counter_without_rows_are_both_drift(db) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,9 @@ def body(event: dict[str, Any]) -> bytes:
 
 def tokens_of(event: dict[str, Any]) -> int:
     return event["data"].get("prompt_tokens", 0) + event["data"].get("completion_tokens", 0)
+
+
+def cost_of(event: dict[str, Any]) -> Decimal | None:
+    """The `cost_usd` the event carries, exactly as written (a string or a JSON number); None without one."""
+    cost = event["data"].get("cost_usd")
+    return None if cost is None else Decimal(str(cost))

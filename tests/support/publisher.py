@@ -18,7 +18,7 @@ import aio_pika
 
 from tests.support.amqp import in_windows
 from tests.support.events import body as encode
-from tests.support.events import tokens_of
+from tests.support.events import cost_of, tokens_of
 from worker.contract.names import EXCHANGE, MESSAGE_CREATED
 from worker.testkit.ledger import Ledger, Sent
 
@@ -42,7 +42,7 @@ class EventLedger(Ledger):
             event["id"], event["type"], user_id=str(data["user_id"]),
             conversation_id=str(conversation) if conversation else None,
             message_id=str(data["message_id"]) if event["type"] == MESSAGE_CREATED else None,
-            tokens=tokens_of(event), body=encode(event),
+            tokens=tokens_of(event), cost=cost_of(event), body=encode(event),
         ))
 
     def add_bad(self, name: str, body: bytes, reason: str, routing_key: str, content_type: str | None) -> Entry:

@@ -114,9 +114,11 @@ class Drift:
         column = _COLUMNS[(self.kind, self.counter)]
         owner = "" if self.kind == "user" else f" (user {self.user_id})"
         off = self.actual - self.expected
+        # Fixed-point: a cost off by its last digit reads +0.000000000001, not 1E-12.
+        off_by = f"{off:+f}" if isinstance(off, Decimal) else f"{off:+d}"
         return (
             f"{self.kind} {self.id}{owner}: {column} is {self.actual}, rows add up to {self.expected}"
-            f" (off by {'+' if off > 0 else ''}{off})"
+            f" (off by {off_by})"
         )
 
 

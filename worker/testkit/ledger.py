@@ -16,7 +16,8 @@ queues and returns a `LedgerReport`. The checks:
   than published, a dead letter of no event in the ledger;
 - *counters*: every user's `tokens_used` and every conversation's `total_tokens` equal the
   sum over the applied events naming it (*double-counted* and *missing tokens*); a
-  conversation an applied event names exists;
+  conversation an applied event names exists; its `cost_used` equals the sum of the applied
+  events' `cost_usd` when every one of them carried it (the worker prices the others);
 - *counters against rows*: every counter in the database equals the sum of its rows
   (`worker.db.counter_drift`, the check `worker verify` runs);
 - *left in queues*: the worker queue and its delay queues are empty;
@@ -29,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,6 +55,8 @@ class Sent:
     conversation_id: str | None = None
     message_id: str | None = None
     tokens: int = 0
+    cost: Decimal | None = None
+    """The `cost_usd` the event carried; None when it carried none and the worker prices it."""
     expected_reason: str | None = None
     """A bad input: the reason it must be dead-lettered with (None: a valid event)."""
     published: int = 0
@@ -241,6 +245,20 @@ class LedgerChecker:
             elif key in must_exist:
                 report.missing_tokens += conversations[key]
                 report.counter_drift.append(f"conversation {key}: expected {conversations[key]}, not stored")
+        await self._check_costs(report, applied)
+
+    async def _check_costs(self, report: LedgerReport, applied: list[Sent]) -> None:
+        """`cost_used` of every user and conversation whose applied events all carried `cost_usd` equals their sum."""
+        for kind, table, owner in (("user", "users", _user_of), ("conversation", "conversations", _conversation_of)):
+            want, priced_by_worker = _cost_sums(applied, owner)
+            got = await self._scoped_costs(table, list(want))
+            # Whole database: a user no applied event names must not have spent anything; a conversation
+            # no event names is reported by the token check already.
+            keys = want.keys() | got.keys() if kind == "user" else want.keys() & got.keys()
+            for key in sorted(keys - priced_by_worker):
+                expected, stored = want.get(key, Decimal(0)), got.get(key, Decimal(0))
+                if expected != stored:
+                    report.counter_drift.append(f"{kind} {key}: cost expected {expected}, stored {stored}")
 
     async def _check_nothing_else(self, report: LedgerReport, stored: _Stored, applied: list[Sent]) -> None:
         """The database holds nothing the ledger does not account for."""
@@ -261,6 +279,20 @@ class LedgerChecker:
             return await self._pairs(sql.format(where=""), None)
         return await self._pairs(sql.format(where=f"WHERE {condition}"), ids)
 
+    async def _scoped_costs(self, table: str, ids: list[str]) -> dict[str, Decimal]:
+        """`cost_used` of the rows of `table` (users or conversations) with these ids, or of all of them."""
+        sql = f"SELECT CAST(id AS text), cost_used FROM {table}"
+        if self.whole_database:
+            return await self._decimals(sql, None)
+        return await self._decimals(f"{sql} WHERE id = ANY(CAST(:ids AS uuid[]))", ids)
+
+    async def _decimals(self, sql: str, ids: list[str] | None) -> dict[str, Decimal]:
+        if ids is not None and not ids:
+            return {}
+        async with self.db.connect() as conn:
+            result = await conn.execute(text(sql), {} if ids is None else {"ids": ids})
+            return {str(k): Decimal(v) for k, v in result.all()}
+
     async def _pairs(self, sql: str, ids: list[str] | None) -> dict[str, int]:
         if ids is not None and not ids:
             return {}
@@ -280,3 +312,27 @@ def _compare(report: LedgerReport, kind: str, key: str, want: int, got: int) -> 
         report.missing_tokens += want - got
     if got != want:
         report.counter_drift.append(f"{kind} {key}: expected {want}, stored {got}")
+
+
+def _user_of(entry: Sent) -> str | None:
+    return entry.user_id
+
+
+def _conversation_of(entry: Sent) -> str | None:
+    return entry.conversation_id
+
+
+def _cost_sums(applied: list[Sent], owner: Callable[[Sent], str | None]) -> tuple[dict[str, Decimal], set[str]]:
+    """Per owner, the sum of the costs its applied events carried; and the owners of an event that carried
+    none (the worker priced it, from a table the ledger does not know: their cost is not checked)."""
+    sums: dict[str, Decimal] = {}
+    priced_by_worker: set[str] = set()
+    for entry in applied:
+        key = owner(entry)
+        if not key:
+            continue
+        if entry.cost is None:
+            priced_by_worker.add(key)
+        else:
+            sums[key] = sums.get(key, Decimal(0)) + entry.cost
+    return {k: v for k, v in sums.items() if k not in priced_by_worker}, priced_by_worker
