@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from worker.contract.names import QUOTA_THRESHOLD_CROSSED
+from worker.service.decimals import plain
 from worker.service.rows import Crossing, OutboxRow, PeriodDelta, PeriodUsage, Usage, UserBudget
 
 PERIODS = ("none", "day", "month")
@@ -226,7 +227,5 @@ def _data(crossing: Crossing, thresholds: list[int]) -> dict[str, Any]:
 
 
 def _plain(value: Decimal | int) -> str:
-    """A decimal without exponent or trailing zeros: `10`, `0.5`."""
-    if isinstance(value, int):
-        return str(value)
-    return format(value.normalize(), "f") if value else "0"
+    """A limit or usage as text without exponent or trailing zeros: `10`, `0.5`."""
+    return str(value) if isinstance(value, int) else plain(value)
