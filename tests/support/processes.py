@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,19 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 from worker.settings import Settings
+from worker.testkit.child_env import settings_env as child_settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """`WORKER_*` variables that reproduce `settings` in a child process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        env[f"WORKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    env["WORKER_LOG_FORMAT"] = "json"
-    return env
+    """`WORKER_*` variables that reproduce `settings` in a child process, logging JSON (read by the tests)."""
+    return child_settings_env(settings, {"WORKER_LOG_FORMAT": "json"})
 
 
 class WorkerProcess:

@@ -16,12 +16,12 @@ import orjson
 from aio_pika.abc import AbstractConnection
 
 from worker.bench.latency import Percentiles, latencies_ms, summarise
-from worker.bench.processes import settings_env
 from worker.bench.publishing import PipelinedPublisher, publish_all
 from worker.bench.workload import EventSpec, Workload
 from worker.broker.publisher import open_publisher_channel
 from worker.broker.topology import QUORUM
 from worker.settings import Settings
+from worker.testkit.child_env import settings_env
 
 ACK_EVERY = 100
 SUBSCRIBED = b"subscribed\n"

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from worker.settings import Settings
-
-
-def settings_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment that reproduces `settings` in a child (our own `WORKER_*` replace the parent's)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, list | dict):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif value is None:
-            continue
-        else:
-            text = str(value)
-        env[f"WORKER_{name.upper()}"] = text
-    env.update(extra or {})
-    return env
+from worker.testkit.child_env import settings_env
 
 
 class WorkerProcesses:
